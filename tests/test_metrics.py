@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +298,79 @@ def test_ranks_are_counted_not_sorted(monkeypatch):
     sim, text_to_video = random_case(5, 6, 5, 1)
     ranks = retrieval_ranks(sim, text_to_video)
     assert ranks.text_to_video.numel() == 30
+
+
+# ----------------------------------------------------------------------------------------------------
+# The `evaluate` metric module in metrics/text_video_retrieval, loaded offline like a user would.
+# ----------------------------------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_EVALUATE_SCRIPT = r"""
+import json, socket, sys
+
+def no_network(*args, **kwargs):
+    raise OSError("network access attempted while loading the metric offline")
+
+socket.socket.connect = no_network
+socket.create_connection = no_network
+
+import evaluate
+
+case = json.loads(sys.argv[1])
+results = {}
+for name, path in (("relative", "./metrics/text_video_retrieval"), ("absolute", case["absolute_path"])):
+    metric = evaluate.load(path)
+    results[name] = metric.compute(predictions=case["similarity"], references=case["text_to_video"])
+metric = evaluate.load("./metrics/text_video_retrieval")
+for row, video in zip(case["similarity"][:5], case["text_to_video"][:5]):
+    metric.add(predictions=row, references=video)
+metric.add_batch(predictions=case["similarity"][5:], references=case["text_to_video"][5:])
+results["batched"] = metric.compute(ks=[1, 3], tie_policy="index", chunk_size=2, dsl_temperature=0.5)
+try:
+    metric.compute(predictions=[[0.1, 0.2], [0.3]], references=[0, 1])
+except ValueError as error:
+    results["ragged_error"] = str(error)
+print("RESULT" + json.dumps(results))
+"""
+
+
+def test_evaluate_module_loads_offline_and_matches_library(tmp_path):
+    sim, text_to_video = random_case(21, 8, 3, 2, distractors=1)
+    sim = sim.to(torch.float32)  # what a model produces; float64 storage in the module must not change it
+    case = {
+        "similarity": sim.tolist(),
+        "text_to_video": text_to_video.tolist(),
+        "absolute_path": str(REPO_ROOT / "metrics" / "text_video_retrieval"),
+    }
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_EVALUATE_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),  # fresh modules cache: the script is copied there, then imported
+        "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
+        # peft_video importable whether or not it is pip-installed in this environment
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", _EVALUATE_SCRIPT, json.dumps(case)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT"))
+    results = json.loads(line[len("RESULT") :])
+
+    expected = json.loads(json.dumps(compute_retrieval_metrics(sim, text_to_video)))
+    assert results["relative"] == expected
+    assert results["absolute"] == expected
+    # The module stores scores as float64 (exact for float32 input); DSL is then computed in float64 too.
+    batched = compute_retrieval_metrics(
+        sim.double(), text_to_video, ks=(1, 3), tie_policy="index", chunk_size=2, dsl_temperature=0.5
+    )
+    assert results["batched"] == json.loads(json.dumps(batched))
+    assert "dsl" in results["batched"] and results["batched"]["tie_policy"] == "index"
+    assert "rows of lengths [1, 2]" in results["ragged_error"]
