@@ -1,0 +1,95 @@
+"""Registration of the peft_video methods with peft. The ONLY module that touches peft internals.
+
+peft's `PeftType` and `TaskType` are closed enums, and `register_peft_method` refuses names that are not members. So
+this module (1) adds members to both enums, (2) maps our task type to `PeftModelForVideoTextRetrieval` in
+`MODEL_TYPE_TO_PEFT_MODEL_MAPPING` (peft's own dispatch for task-specific PeftModel classes), and (3) calls peft's
+public `register_peft_method`. Every internal relied upon is checked first; a peft release that changed one makes
+`import peft_video` fail with an ImportError that names the peft version and the internal, instead of
+misbehaving later.
+`tests/test_registration.py` guards this.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+
+import peft
+
+from .config import VIDEO_TASK_TYPE
+
+TESTED_PEFT_VERSIONS = ">=0.21,<0.22"
+
+# (PeftType member, method name for register_peft_method, tuner package). One entry per method.
+METHODS: tuple[tuple[str, str, str], ...] = (("TFVL", "tfvl", "peft_video.tuners.tfvl"),)
+
+
+class PeftInternalsChanged(ImportError):
+    """peft no longer has an internal that peft_video's registration relies on."""
+
+
+def _fail(what: str) -> PeftInternalsChanged:
+    return PeftInternalsChanged(
+        f"peft_video cannot register its methods with peft {peft.__version__}: {what}. peft_video is tested with "
+        f"peft{TESTED_PEFT_VERSIONS}; install a version in that range or upgrade peft_video."
+    )
+
+
+def _check_internals() -> None:
+    from peft import auto, mapping
+    from peft.utils import peft_types
+
+    for enum_cls in (peft_types.PeftType, peft_types.TaskType):
+        if not (isinstance(enum_cls, enum.EnumMeta) and issubclass(enum_cls, str)):
+            raise _fail(f"{enum_cls.__qualname__} is no longer a str Enum")
+        for attr in ("_member_map_", "_value2member_map_", "_member_names_"):
+            if not hasattr(enum_cls, attr):
+                raise _fail(f"{enum_cls.__qualname__} has no {attr}")
+    if not isinstance(getattr(auto, "MODEL_TYPE_TO_PEFT_MODEL_MAPPING", None), dict):
+        raise _fail("peft.auto.MODEL_TYPE_TO_PEFT_MODEL_MAPPING is missing or not a dict")
+    for name in ("PEFT_TYPE_TO_CONFIG_MAPPING", "PEFT_TYPE_TO_TUNER_MAPPING", "PEFT_TYPE_TO_PREFIX_MAPPING"):
+        if not isinstance(getattr(mapping, name, None), dict):
+            raise _fail(f"peft.mapping.{name} is missing or not a dict")
+    register = getattr(peft_types, "register_peft_method", None)
+    if register is None or not {"name", "config_cls", "model_cls", "prefix"} <= set(
+        inspect.signature(register).parameters
+    ):
+        raise _fail("peft.utils.peft_types.register_peft_method is missing or changed its signature")
+
+
+def _add_str_enum_member(enum_cls: type[enum.Enum], name: str) -> enum.Enum:
+    """Add `name` (value == name) to a closed str Enum, the way the Enum metaclass would have at class creation."""
+    if name in enum_cls.__members__:
+        return enum_cls[name]
+    member = str.__new__(enum_cls, name)
+    member._name_ = name
+    member._value_ = name
+    member.__objclass__ = enum_cls
+    enum_cls._member_map_[name] = member
+    enum_cls._value2member_map_[name] = member
+    enum_cls._member_names_.append(name)
+    type.__setattr__(enum_cls, name, member)
+    if enum_cls(name) is not member or name not in [m.value for m in enum_cls]:
+        raise _fail(f"adding {name!r} to {enum_cls.__qualname__} did not take effect")
+    return member
+
+
+def register() -> None:
+    """Register every peft_video method and the video task type with peft (idempotent)."""
+    _check_internals()
+    from peft import auto, mapping
+    from peft.utils import peft_types
+
+    from .peft_model import PeftModelForVideoTextRetrieval
+
+    _add_str_enum_member(peft_types.TaskType, VIDEO_TASK_TYPE)
+    auto.MODEL_TYPE_TO_PEFT_MODEL_MAPPING[VIDEO_TASK_TYPE] = PeftModelForVideoTextRetrieval
+    for member, method_name, package in METHODS:
+        peft_type = _add_str_enum_member(peft_types.PeftType, member)
+        if peft_type in mapping.PEFT_TYPE_TO_TUNER_MAPPING:
+            continue
+        module = importlib.import_module(package)
+        peft_types.register_peft_method(
+            name=method_name, config_cls=module.CONFIG_CLS, model_cls=module.MODEL_CLS, prefix=module.MODEL_CLS.prefix
+        )

@@ -1,0 +1,1 @@
+"""One package per method, in peft's shape: config.py, layer.py, model.py."""

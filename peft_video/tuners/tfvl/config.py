@@ -1,0 +1,79 @@
+"""Configuration of TFVL (Shen et al., IEEE TNNLS 2025): temporal modelling with CLIP's own frozen encoders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from peft.utils import PeftType
+
+from ...config import VideoAdapterConfig
+
+TEXT_TEMP_FUSIONS = ("residual", "replace")
+
+
+@dataclass
+class TFVLConfig(VideoAdapterConfig):
+    """
+    TFVL has two parts, each switchable. The paper gives only its abstract; every field below that the abstract does
+    not fix is this library's reconstruction (see docs/methods/tfvl.md, which also records how defaults were chosen).
+
+    Args:
+        text_temp (`bool`):
+            TextTemp (video head): the frozen text encoder reads the frame embeddings, projected to text width, as the
+            "visual words" of a temporal sentence `[SOT; prompts; W f_1 … W f_T; EOT]` with its own positional
+            embeddings and causal mask.
+        image_temp (`bool`):
+            ImageTemp (video backbone): in `image_temp_layers`, the tokens of all frames of a video pass jointly
+            through the frozen vision layer, with learnable per-frame-index prompt tokens that give the joint
+            attention a sense of frame order.
+        text_temp_prompt_tokens (`int`):
+            Learnable prompt tokens m after SOT in TextTemp's sentence. `m + num_frames + 2` must fit in the text
+            encoder's positions (77 for CLIP).
+        text_temp_fusion (`str`):
+            `"residual"`: video embedding = mean of frame embeddings + gate · TextTemp output, the gate a learnable
+            scalar starting at `text_temp_gate_init` (0: training starts from the mean-pooling head). `"replace"`: the
+            TextTemp output alone.
+        text_temp_gate_init (`float`):
+            Initial value of the residual gate.
+        image_temp_layers (`list[int]`):
+            Indices of the vision layers that run jointly over all frames (negative indices count from the end).
+        image_temp_frame_prompts (`int`):
+            Prompt tokens k per frame index, per joint layer (replaced at every joint layer, VPT-deep style); shape
+            `[len(image_temp_layers), num_frames, k, width]`.
+        image_temp_video_prompts (`int`):
+            Prompt tokens per joint layer shared by the whole video (a joint memory), shape `[layers, n, width]`.
+    """
+
+    text_temp: bool = field(default=True, metadata={"help": "Enable TextTemp, the temporal video head."})
+    image_temp: bool = field(default=True, metadata={"help": "Enable ImageTemp, joint spatio-temporal layers."})
+    text_temp_prompt_tokens: int = field(default=8, metadata={"help": "Prompt tokens after SOT in TextTemp."})
+    text_temp_fusion: Literal["residual", "replace"] = field(
+        default="residual", metadata={"help": f"How TextTemp's output forms the video embedding: {TEXT_TEMP_FUSIONS}."}
+    )
+    text_temp_gate_init: float = field(default=0.0, metadata={"help": "Initial residual gate of TextTemp."})
+    image_temp_layers: list[int] = field(
+        default_factory=lambda: [-2, -1], metadata={"help": "Vision layers run jointly over all frames."}
+    )
+    image_temp_frame_prompts: int = field(
+        default=8, metadata={"help": "Prompt tokens per frame index per joint layer."}
+    )
+    image_temp_video_prompts: int = field(
+        default=8, metadata={"help": "Prompt tokens per joint layer shared by all frames of a video."}
+    )
+
+    def __post_init__(self) -> None:
+        self.peft_type = PeftType.TFVL
+        super().__post_init__()
+        if not (self.text_temp or self.image_temp):
+            raise ValueError("TFVLConfig needs text_temp or image_temp (or both); with neither there is no adapter.")
+        if self.text_temp_fusion not in TEXT_TEMP_FUSIONS:
+            raise ValueError(f"text_temp_fusion must be one of {TEXT_TEMP_FUSIONS}, got {self.text_temp_fusion!r}.")
+        for name in ("text_temp_prompt_tokens", "image_temp_frame_prompts", "image_temp_video_prompts"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        self.image_temp_layers = list(self.image_temp_layers)
+        if self.image_temp and not self.image_temp_layers:
+            raise ValueError("image_temp=True needs at least one index in image_temp_layers.")
+        if len(set(self.image_temp_layers)) != len(self.image_temp_layers):
+            raise ValueError(f"image_temp_layers has duplicates: {self.image_temp_layers}.")
