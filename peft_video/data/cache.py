@@ -1,0 +1,196 @@
+"""A frame cache: videos decoded once into one memory-mapped uint8 array that datasets read instead of decoding.
+
+What is stored: for every video, the T frames at the *evaluation* positions of the `FrameSampling` the cache was
+built with (segment centres, chunk points or the first T at the fixed fps), resized so the shortest side is
+`short_side` and centre-cropped to `short_side` x `short_side` (CLIP's own resize and crop, so nothing CLIP would
+see is lost when `short_side` equals the model's input size). Videos shorter than T follow the sampling's
+short-video policy and their mask is stored. Videos that failed to decode are stored as failures with their
+reason, so a loader reports them without retrying.
+
+Consequence for training: a dataset reading from the cache sees the same frames every epoch (no random position
+inside each segment). Use it for evaluation, for fast experiments, or accept the missing temporal jitter.
+
+Layout of a cache directory:
+- `frames.u8`: raw uint8 array [N, T, S, S, 3] (a `numpy.memmap`);
+- `cache.json`: format version, the `FrameSampling`, `short_side`, shape, and one entry per video (path, row, status,
+  reason, mask, source size/mtime so that a changed file is decoded afresh instead of served stale).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .decoding import DecodedVideo, VideoMetadata
+from .errors import VideoDecodeError
+from .sampling import FrameSampling
+from .transforms import ClipFrameTransform
+
+CACHE_FORMAT = "peft_video.frame_cache"
+CACHE_VERSION = 1
+FRAMES_FILE = "frames.u8"
+INDEX_FILE = "cache.json"
+
+
+def default_cache_dir(manifest: str | os.PathLike) -> Path:
+    """Where `peft-video cache MANIFEST` puts the cache by default: `<manifest>.frames/` beside the manifest."""
+    manifest = Path(manifest)
+    return manifest.with_name(manifest.name + ".frames")
+
+
+def _stat_key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+@dataclass
+class _Entry:
+    row: int
+    status: str
+    reason: str
+    mask: list[bool]
+    indices: list[int]
+    size: int | None
+    mtime_ns: int | None
+    num_frames: int
+    fps: float
+
+
+class FrameCache:
+    """Read side of a frame cache. `path in cache` is True for videos stored and unchanged since caching."""
+
+    def __init__(self, directory: str | os.PathLike, info: dict[str, Any]):
+        self.directory = Path(directory)
+        self.info = info
+        self.sampling = FrameSampling(**info["sampling"])
+        self.short_side = int(info["short_side"])
+        self.shape = tuple(info["shape"])
+        self.entries = {e["video"]: _Entry(**{k: v for k, v in e.items() if k != "video"}) for e in info["videos"]}
+        self._frames: np.memmap | None = None
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> FrameCache:
+        """Open a cache directory written by `build_frame_cache` (or `peft-video cache`)."""
+        directory = Path(directory)
+        index = directory / INDEX_FILE
+        if not index.is_file():
+            raise FileNotFoundError(f"no frame cache at {directory} (missing {INDEX_FILE}); build one with "
+                                    "`peft-video cache MANIFEST`")
+        info = json.loads(index.read_text())
+        if info.get("format") != CACHE_FORMAT or info.get("version") != CACHE_VERSION:
+            raise ValueError(f"{index} is not a version-{CACHE_VERSION} {CACHE_FORMAT} file "
+                             f"(format={info.get('format')!r}, version={info.get('version')!r})")
+        return cls(directory, info)
+
+    def __getstate__(self):  # reopen the memmap lazily in each DataLoader worker
+        state = dict(self.__dict__)
+        state["_frames"] = None
+        return state
+
+    @property
+    def frames(self) -> np.memmap:
+        if self._frames is None:
+            self._frames = np.memmap(self.directory / FRAMES_FILE, dtype=np.uint8, mode="r", shape=self.shape)
+        return self._frames
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, path: object) -> bool:
+        entry = self.entries.get(str(path))
+        if entry is None:
+            return False
+        return _stat_key(str(path)) == (entry.size, entry.mtime_ns) or entry.size is None
+
+    def check_sampling(self, sampling: FrameSampling) -> None:
+        """Raise ValueError when `sampling` differs from the cache's (image size excepted: the transform resizes)."""
+        ours = {k: v for k, v in self.sampling.to_dict().items() if k != "image_size"}
+        theirs = {k: v for k, v in sampling.to_dict().items() if k != "image_size"}
+        if ours != theirs:
+            raise ValueError(f"frame cache {self.directory} was built with sampling {ours}; the dataset asks for "
+                             f"{theirs}. Rebuild it with `peft-video cache` or drop the cache.")
+
+    def read(self, path: str) -> DecodedVideo:
+        """The cached clip of `path`; raises `VideoDecodeError` for a video cached as a failure."""
+        entry = self.entries[str(path)]
+        if entry.status != "ok":
+            raise VideoDecodeError(path, f"{entry.reason} (recorded in frame cache {self.directory})")
+        frames = torch.from_numpy(np.array(self.frames[entry.row]))
+        meta = VideoMetadata(entry.num_frames, entry.fps, self.short_side, self.short_side,
+                             entry.num_frames / entry.fps if entry.fps else 0.0, "cache")
+        return DecodedVideo(frames, torch.tensor(entry.mask, dtype=torch.bool), entry.indices, meta)
+
+    def summary(self) -> dict[str, int]:
+        ok = sum(e.status == "ok" for e in self.entries.values())
+        return {"videos": len(self.entries), "ok": ok, "failed": len(self.entries) - ok}
+
+
+def build_frame_cache(
+    videos: Iterable[str],
+    directory: str | os.PathLike,
+    sampling: FrameSampling,
+    *,
+    short_side: int = 224,
+    jobs: int = 2,
+    timeout: float = 60.0,
+    backend: str = "auto",
+    progress: bool = True,
+) -> FrameCache:
+    """Decode each distinct video once (isolated helper processes, per-video timeout) into a cache at `directory`."""
+    from .isolation import decode_many
+
+    videos = list(dict.fromkeys(str(v) for v in videos))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    shape = (len(videos), sampling.num_frames, short_side, short_side, 3)
+    store = np.memmap(directory / FRAMES_FILE, dtype=np.uint8, mode="w+", shape=shape) if videos else None
+    resize = ClipFrameTransform(shortest_edge=short_side, crop_size=short_side)
+    entries: list[dict[str, Any]] = [{} for _ in videos]
+    bar = _progress(len(videos), "caching frames", progress)
+    for row, result in decode_many(videos, sampling, jobs=jobs, timeout=timeout, backend=backend):
+        size_mtime = _stat_key(videos[row]) or (None, None)
+        entry = {"video": videos[row], "row": row, "size": size_mtime[0], "mtime_ns": size_mtime[1]}
+        if isinstance(result, VideoDecodeError):
+            entry.update(status="error", reason=result.reason, mask=[], indices=[], num_frames=0, fps=0.0)
+        else:
+            store[row] = resize.resize_and_crop(result.frames).permute(0, 2, 3, 1).numpy()
+            entry.update(status="ok", reason="", mask=result.mask.tolist(), indices=list(result.indices),
+                         num_frames=result.metadata.num_frames, fps=result.metadata.fps)
+        entries[row] = entry
+        bar.update(1)
+    bar.close()
+    if store is not None:
+        store.flush()
+        del store
+    else:
+        (directory / FRAMES_FILE).write_bytes(b"")
+    info = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "sampling": sampling.to_dict(),
+        "short_side": short_side,
+        "shape": list(shape),
+        "stored": "frames at the evaluation positions of `sampling`, shortest side resized to short_side, "
+        "centre-cropped square, uint8 RGB [N, T, S, S, 3]",
+        "videos": entries,
+    }
+    tmp = directory / (INDEX_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(directory / INDEX_FILE)
+    return FrameCache(directory, info)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="video", disable=not enabled)

@@ -1,0 +1,171 @@
+"""Decoding in a helper process, so that a native decoder that hangs or crashes on a hostile file costs one sample,
+not the run.
+
+`IsolatedDecoder` owns one child process (forked where the platform allows, so it starts in milliseconds) and sends it
+one video at a time over a pipe. When the child does not answer within `timeout` seconds it is killed and the video
+reported as `DecodeTimeoutError`; when it dies (a segfault in FFmpeg) the video is reported as `DecoderCrashedError`.
+Either way the next call starts a fresh child. DataLoader workers each create their own (lazily, never pickled).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import decoding
+from .errors import DecoderCrashedError, DecodeTimeoutError, VideoDecodeError
+from .sampling import FrameSampling
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    path: str
+    sampling: FrameSampling
+    train: bool
+    seed: int | None
+    backend: str
+
+
+def _serve(conn) -> None:
+    """Child loop: decode requests until the pipe closes. Frames travel as numpy arrays (plain pickling)."""
+    while True:
+        try:
+            request: DecodeRequest = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            generator = None
+            if request.seed is not None:
+                generator = torch.Generator().manual_seed(request.seed)
+            video = decoding.decode_frames(
+                request.path, request.sampling, train=request.train, generator=generator, backend=request.backend
+            )
+            conn.send(("ok", video.frames.numpy(), video.mask.numpy(), video.indices, video.metadata))
+        except VideoDecodeError as err:
+            conn.send(("error", err.path, err.reason))
+        except Exception as err:  # keep serving: report anything else against the file
+            conn.send(("error", request.path, f"{type(err).__name__}: {err}"))
+
+
+def _context():
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+class IsolatedDecoder:
+    """`decode_frames` in a child process with a per-video timeout. Not thread-safe: one per thread."""
+
+    def __init__(self, timeout: float = 60.0, backend: str = "auto"):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.timeout = timeout
+        self.backend = backend
+        self._process = None
+        self._conn = None
+
+    def __getstate__(self):  # a DataLoader pickles datasets into workers: never carry a live child along
+        return {"timeout": self.timeout, "backend": self.backend, "_process": None, "_conn": None}
+
+    def _start(self) -> None:
+        parent, child = _context().Pipe()
+        process = _context().Process(target=_serve, args=(child,), daemon=True, name="peft-video-decoder")
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+
+    def close(self) -> None:
+        """Stop the child process (it is also stopped when this object is garbage collected)."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(timeout=5)
+        self._process, self._conn = None, None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def decode(
+        self, path: str, sampling: FrameSampling, *, train: bool = False, seed: int | None = None
+    ) -> decoding.DecodedVideo:
+        """Like `decoding.decode_frames`, but a hang becomes `DecodeTimeoutError`, a crash `DecoderCrashedError`."""
+        path = str(path)
+        if self._process is None or not self._process.is_alive():
+            self.close()
+            self._start()
+        try:
+            self._conn.send(DecodeRequest(path, sampling, train, seed, self.backend))
+            ready = self._conn.poll(self.timeout)
+            if not ready:
+                self.close()
+                raise DecodeTimeoutError(path, f"no result after {self.timeout:g} s; decoder process killed")
+            reply = self._conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as err:
+            code = self._process.exitcode if self._process is not None else None
+            if self._process is not None:
+                self._process.join(timeout=1)
+                code = self._process.exitcode
+            self.close()
+            raise DecoderCrashedError(path, f"decoder process died (exit code {code})") from err
+        if reply[0] == "error":
+            raise VideoDecodeError(reply[1], reply[2])
+        _, frames, mask, indices, metadata = reply
+        return decoding.DecodedVideo(torch.from_numpy(np.asarray(frames)), torch.from_numpy(np.asarray(mask)),
+                                     list(indices), metadata)
+
+
+def child_pid(decoder: IsolatedDecoder) -> int | None:
+    """The live child's pid (for tests and diagnostics)."""
+    return decoder._process.pid if decoder._process is not None and decoder._process.is_alive() else None
+
+
+
+def decode_many(
+    paths: list[str],
+    sampling: FrameSampling,
+    *,
+    jobs: int = 2,
+    timeout: float = 60.0,
+    backend: str = "auto",
+):
+    """Decode `paths` (evaluation positions) with `jobs` isolated helper processes; yields `(index, result)` in
+    completion order, where `result` is a `DecodedVideo` or the `VideoDecodeError` that explains the failure."""
+    import queue
+    import threading
+
+    tasks: queue.Queue = queue.Queue()
+    for item in enumerate(paths):
+        tasks.put(item)
+    results: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        decoder = IsolatedDecoder(timeout, backend=backend)
+        try:
+            while True:
+                try:
+                    index, path = tasks.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results.put((index, decoder.decode(path, sampling)))
+                except VideoDecodeError as err:
+                    results.put((index, err))
+                except Exception as err:  # never lose a file: report it against its path
+                    results.put((index, VideoDecodeError(path, f"{type(err).__name__}: {err}")))
+        finally:
+            decoder.close()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(jobs, len(paths))))]
+    for thread in threads:
+        thread.start()
+    for _ in range(len(paths)):
+        yield results.get()
+    for thread in threads:
+        thread.join()
