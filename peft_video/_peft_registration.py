@@ -22,7 +22,10 @@ from .config import VIDEO_TASK_TYPE
 TESTED_PEFT_VERSIONS = ">=0.21,<0.22"
 
 # (PeftType member, method name for register_peft_method, tuner package). One entry per method.
-METHODS: tuple[tuple[str, str, str], ...] = (("TFVL", "tfvl", "peft_video.tuners.tfvl"),)
+METHODS: tuple[tuple[str, str, str], ...] = (
+    ("TFVL", "tfvl", "peft_video.tuners.tfvl"),
+    ("PROMPT_CUBE", "prompt_cube", "peft_video.tuners.prompt_cube"),
+)
 
 
 class PeftInternalsChanged(ImportError):
