@@ -92,21 +92,40 @@ class TFVLModule(VideoAdapterModule):
         hidden = clip_ops.embed_frames(clip, flat)  # [B*T, N, D]
         tokens, width = hidden.shape[1:]
         joint = dict(zip(self.joint_layers, range(len(self.joint_layers))))
-        key_mask = None
-        if not video_mask.all():  # padded frames must not be seen by real ones
-            num_video_prompts = self.video_prompts.shape[1]
-            frame_keys = video_mask[:, :, None].expand(batch, frames, tokens + self.frame_prompts.shape[2])
-            key_mask = torch.cat([video_mask.new_ones(batch, num_video_prompts), frame_keys.flatten(1)], dim=1)
-            key_mask = key_mask[:, None, None, :]
+        attn_mask = self._joint_attention_mask(video_mask, tokens)
         for index, layer in enumerate(vision.encoder.layers):
             if index not in joint:
                 hidden = clip_ops.maybe_checkpoint(vision, clip_ops.encoder_layer, layer, hidden)
                 continue
             hidden = clip_ops.maybe_checkpoint(
-                vision, self._joint_layer, layer, hidden, joint[index], batch, frames, key_mask
+                vision, self._joint_layer, layer, hidden, joint[index], batch, frames, attn_mask
             )
         hidden = hidden.view(batch * frames, tokens, width)
         return clip_ops.project_cls(clip, hidden).unflatten(0, (batch, frames))
+
+    def _joint_attention_mask(self, video_mask: torch.Tensor, tokens: int) -> torch.Tensor | None:
+        """Who may attend to whom in a joint layer's sequence `[video prompts; (frame t tokens; frame t prompts)…]`.
+
+        Every token sees the video prompts and all frames' tokens, but frame t's index prompts only from frame t:
+        attention has no notion of position, so prompts visible to all frames would be one unordered set of keys and
+        the joint layer would be blind to frame order. Padded frames are hidden from everyone.
+        """
+        batch, frames = video_mask.shape
+        num_frame_prompts, num_video_prompts = self.frame_prompts.shape[2], self.video_prompts.shape[1]
+        padded = not bool(video_mask.all())
+        if num_frame_prompts == 0 and not padded:
+            return None
+        device = video_mask.device
+        frame_of = torch.arange(frames, device=device).repeat_interleave(tokens + num_frame_prompts)
+        frame_of = torch.cat([frame_of.new_full((num_video_prompts,), -1), frame_of])
+        is_prompt = (torch.arange(tokens + num_frame_prompts, device=device) >= tokens).repeat(frames)
+        is_prompt = torch.cat([is_prompt.new_zeros(num_video_prompts), is_prompt])
+        allowed = ~is_prompt[None, :] | (frame_of[:, None] == frame_of[None, :])
+        if not padded:
+            return allowed
+        frame_keys = video_mask.repeat_interleave(tokens + num_frame_prompts, dim=1)
+        key_is_real = torch.cat([video_mask.new_ones(batch, num_video_prompts), frame_keys], dim=1)
+        return (allowed[None] & key_is_real[:, None, :])[:, None]
 
     def _joint_layer(
         self,
@@ -115,14 +134,14 @@ class TFVLModule(VideoAdapterModule):
         slot: int,
         batch: int,
         frames: int,
-        key_mask: torch.Tensor | None,
+        attn_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         tokens, width = hidden.shape[1:]
         frame_prompts = self.frame_prompts[slot, :frames].to(hidden.dtype).expand(batch, -1, -1, -1)
         per_frame = torch.cat([hidden.view(batch, frames, tokens, width), frame_prompts], dim=2)
         video_prompts = self.video_prompts[slot].to(hidden.dtype).expand(batch, -1, -1)
         sequence = torch.cat([video_prompts, per_frame.flatten(1, 2)], dim=1)
-        sequence = clip_ops.encoder_layer(layer, sequence, attn_mask=key_mask)
+        sequence = clip_ops.encoder_layer(layer, sequence, attn_mask=attn_mask)
         per_frame = sequence[:, video_prompts.shape[1] :].view(batch, frames, per_frame.shape[2], width)
         return per_frame[:, :, :tokens].reshape(batch * frames, tokens, width)
 

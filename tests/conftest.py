@@ -1,0 +1,19 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from peft_video.testing import make_clip, tiny_clip_config  # noqa: E402
+
+
+@pytest.fixture
+def clip_config():
+    return tiny_clip_config()
+
+
+@pytest.fixture
+def clip(clip_config):
+    return make_clip(clip_config, seed=0)

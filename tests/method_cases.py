@@ -1,0 +1,14 @@
+"""Every method, as a small config for the tiny CLIP, so the shared contract tests run on each. One line per method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from peft_video import TFVLConfig
+from peft_video.config import VideoAdapterConfig
+
+NUM_FRAMES = 4
+
+METHOD_CASES: dict[str, Callable[[], VideoAdapterConfig]] = {
+    "tfvl": lambda: TFVLConfig(num_frames=NUM_FRAMES, text_temp_gate_init=0.5),
+}

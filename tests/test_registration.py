@@ -1,0 +1,69 @@
+"""`import peft_video` registers the methods with peft; a peft release that changes the internals used fails loudly."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import peft
+import pytest
+from packaging.specifiers import SpecifierSet
+from peft import PeftConfig, get_peft_model
+from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+from peft.utils import PeftType, TaskType
+
+import peft_video
+from peft_video import _peft_registration as registration
+from peft_video import PeftModelForVideoTextRetrieval, TFVLConfig
+from peft_video.tuners.tfvl import TFVLModel
+
+
+def test_methods_and_task_type_are_registered():
+    for member, _, _ in registration.METHODS:
+        assert PeftType(member).value == member
+        assert PeftType[member] in PEFT_TYPE_TO_CONFIG_MAPPING
+        assert PeftType[member] in PEFT_TYPE_TO_TUNER_MAPPING
+    assert TaskType(peft_video.VIDEO_TASK_TYPE) in list(TaskType)
+    assert MODEL_TYPE_TO_PEFT_MODEL_MAPPING[peft_video.VIDEO_TASK_TYPE] is PeftModelForVideoTextRetrieval
+    assert PEFT_TYPE_TO_TUNER_MAPPING[PeftType.TFVL] is TFVLModel
+
+
+def test_all_three_methods_are_registered():
+    assert {member for member, _, _ in registration.METHODS} == {"TFVL", "DGL", "PROMPT_CUBE"}
+
+
+def test_registration_is_idempotent(clip):
+    registration.register()
+    registration.register()
+    assert isinstance(get_peft_model(clip, TFVLConfig(num_frames=2)), PeftModelForVideoTextRetrieval)
+
+
+def test_config_round_trips_through_peft_config_from_pretrained(tmp_path):
+    TFVLConfig(num_frames=6, image_temp_layers=[-1]).save_pretrained(tmp_path)
+    loaded = PeftConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, TFVLConfig)
+    assert loaded.num_frames == 6 and loaded.image_temp_layers == [-1]
+    assert loaded.task_type == peft_video.VIDEO_TASK_TYPE
+
+
+def test_installed_peft_is_in_the_tested_range_declared_in_pyproject():
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    declared = next(d for d in pyproject["project"]["dependencies"] if re.match(r"peft\b", d))
+    assert SpecifierSet(declared.removeprefix("peft")) == SpecifierSet(registration.TESTED_PEFT_VERSIONS)
+    assert peft.__version__ in SpecifierSet(registration.TESTED_PEFT_VERSIONS)
+
+
+@pytest.mark.parametrize(
+    "target, attribute, replacement, message",
+    [
+        ("peft.auto", "MODEL_TYPE_TO_PEFT_MODEL_MAPPING", None, "MODEL_TYPE_TO_PEFT_MODEL_MAPPING"),
+        ("peft.mapping", "PEFT_TYPE_TO_TUNER_MAPPING", None, "PEFT_TYPE_TO_TUNER_MAPPING"),
+        ("peft.utils.peft_types", "PeftType", type("PeftType", (), {}), "PeftType"),
+        ("peft.utils.peft_types", "register_peft_method", lambda name: None, "register_peft_method"),
+    ],
+)
+def test_a_changed_peft_internal_fails_loudly(monkeypatch, target, attribute, replacement, message):
+    monkeypatch.setattr(f"{target}.{attribute}", replacement)
+    with pytest.raises(ImportError, match=rf"peft {re.escape(peft.__version__)}.*{message}") as error:
+        registration.register()
+    assert "tested with peft" in str(error.value)

@@ -1,0 +1,112 @@
+"""TFVL: TextTemp and ImageTemp, their switches, their starting point and what they can tell apart."""
+
+import pytest
+import torch
+from peft import get_peft_model
+
+from peft_video import TFVLConfig
+from peft_video.testing import random_captions, random_videos
+
+
+def video_embeds(model, videos, mask=None):
+    with torch.no_grad():
+        return model.get_video_features(pixel_values=videos, video_mask=mask).pooler_output
+
+
+def baseline_embeds(model, videos):
+    with model.disable_adapter():
+        return video_embeds(model, videos)
+
+
+def test_text_temp_alone_starts_exactly_at_the_mean_pooling_baseline(clip, clip_config):
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, image_temp=False)).eval()
+    videos = random_videos(clip_config, 2, 4)
+    torch.testing.assert_close(video_embeds(model, videos), baseline_embeds(model, videos), rtol=0, atol=0)
+
+
+def test_joint_layer_with_one_frame_and_no_prompts_is_the_stock_layer(clip, clip_config):
+    config = TFVLConfig(num_frames=1, text_temp=False, image_temp_frame_prompts=0, image_temp_video_prompts=0)
+    model = get_peft_model(clip, config).eval()
+    videos = random_videos(clip_config, 3, 1)
+    torch.testing.assert_close(video_embeds(model, videos), baseline_embeds(model, videos), rtol=1e-5, atol=1e-6)
+
+
+def test_joint_attention_mixes_frames(clip, clip_config):
+    """With ImageTemp, changing frame 2 changes frame 1's embedding; per-frame CLIP cannot."""
+    model = get_peft_model(clip, TFVLConfig(num_frames=3, text_temp=False)).eval()
+    videos = random_videos(clip_config, 1, 3)
+    edited = videos.clone()
+    edited[0, 1] += 1.0
+    with torch.no_grad():
+        a = model.get_video_features(pixel_values=videos).frame_embeds[0, 0]
+        b = model.get_video_features(pixel_values=edited).frame_embeds[0, 0]
+    assert not torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("parts", [{"image_temp": False}, {"text_temp": False}, {}])
+def test_reversing_frames_changes_the_embedding_unlike_mean_pooling(clip, clip_config, parts):
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, text_temp_gate_init=1.0, **parts)).eval()
+    videos = random_videos(clip_config, 2, 4)
+    reversed_videos = videos.flip(1)
+    torch.testing.assert_close(baseline_embeds(model, videos), baseline_embeds(model, reversed_videos))
+    assert not torch.allclose(video_embeds(model, videos), video_embeds(model, reversed_videos), atol=1e-4)
+
+
+def test_padded_video_embeds_like_the_shorter_video(clip, clip_config):
+    """EOT sits after the last real frame and padded tokens are masked: padding is invisible, not just small."""
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, text_temp_gate_init=1.0)).eval()
+    short = random_videos(clip_config, 1, 2)
+    padded = torch.cat([short, torch.zeros_like(short)], dim=1)
+    mask = torch.tensor([[True, True, False, False]])
+    torch.testing.assert_close(video_embeds(model, padded, mask), video_embeds(model, short), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "parts, expected_names",
+    [
+        ({}, {"frame_prompts", "video_prompts", "text_prompts", "frame_to_text.weight", "frame_to_text.bias", "gate"}),
+        ({"image_temp": False}, {"text_prompts", "frame_to_text.weight", "frame_to_text.bias", "gate"}),
+        ({"text_temp": False}, {"frame_prompts", "video_prompts"}),
+        (
+            {"text_temp_fusion": "replace"},
+            {"frame_prompts", "video_prompts", "text_prompts", "frame_to_text.weight", "frame_to_text.bias"},
+        ),
+    ],
+)
+def test_switches_allocate_only_their_parts(clip, parts, expected_names):
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, **parts))
+    names = {n.split(".default.")[1] for n, p in model.named_parameters() if p.requires_grad}
+    assert names == expected_names
+
+
+def test_exact_parameter_count(clip, clip_config):
+    config = TFVLConfig(num_frames=4, image_temp_layers=[-1], image_temp_frame_prompts=3, image_temp_video_prompts=2)
+    model = get_peft_model(clip, config)
+    vision, text, proj = clip_config.vision_config.hidden_size, clip_config.text_config.hidden_size, 16
+    expected = 1 * 4 * 3 * vision + 1 * 2 * vision + 8 * text + (proj * text + text) + 1
+    assert model.get_nb_trainable_parameters()[0] == expected
+
+
+def test_every_trainable_tensor_receives_gradient(clip, clip_config):
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, text_temp_gate_init=0.5)).train()
+    out = model(**random_captions(clip_config, 3), pixel_values=random_videos(clip_config, 3, 4), return_loss=True)
+    out.loss.backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(clip_config):
+    from peft_video.testing import make_clip
+
+    grads = []
+    for checkpointing in (False, True):
+        clip = make_clip(clip_config, seed=0)
+        if checkpointing:
+            clip.activation_checkpointing_enable()
+        model = get_peft_model(clip, TFVLConfig(num_frames=3, text_temp_gate_init=0.5)).train()
+        out = model(**random_captions(clip_config, 2), pixel_values=random_videos(clip_config, 2, 3), return_loss=True)
+        out.loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7)
