@@ -1,11 +1,11 @@
 """`import peft_video` registers the methods with peft; a peft release that changes the internals used fails loudly."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import peft
 import pytest
+import tomllib
 from packaging.specifiers import SpecifierSet
 from peft import PeftConfig, get_peft_model
 from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
@@ -13,8 +13,8 @@ from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
 from peft.utils import PeftType, TaskType
 
 import peft_video
-from peft_video import _peft_registration as registration
 from peft_video import PeftModelForVideoTextRetrieval, TFVLConfig
+from peft_video import _peft_registration as registration
 from peft_video.tuners.tfvl import TFVLModel
 
 

@@ -4,14 +4,13 @@ import copy
 
 import pytest
 import torch
+from method_cases import METHOD_CASES, NUM_FRAMES
 from peft import get_peft_model
 from transformers import CLIPModel
 
 from peft_video import PeftModelForVideoTextRetrieval, VideoModelOutput
 from peft_video.modeling import mean_pooled_video_features
 from peft_video.testing import make_clip, random_captions, random_videos, tiny_clip_config
-
-from method_cases import METHOD_CASES, NUM_FRAMES
 
 METHODS = sorted(METHOD_CASES)
 
