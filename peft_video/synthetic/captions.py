@@ -1,0 +1,51 @@
+"""Captions of the offline world, written from a scene's facts by a small fixed grammar.
+
+Static captions ("a small red circle on the left", "two blue squares", "a red circle on the left and a blue square on
+the right") use only `grammar.static_words()`; temporal ones add the words in `grammar.TEMPORAL_WORDS`:
+
+- order:  "a red circle appears on the left, then a blue square appears on the right"
+- motion: "a red circle moves from left to right at the top"
+- colour: "a circle on the left turns from red to green"
+- size:   "a red circle on the left grows" / "... shrinks"
+"""
+
+from __future__ import annotations
+
+from .grammar import COUNT_WORDS, PLURAL, POSITION_PHRASES
+from .world import Scene
+
+
+def _noun_phrase(obj: dict) -> str:
+    words = ["a"]
+    if obj.get("size"):
+        words.append(obj["size"])
+    words += [obj["colour"], obj["shape"]]
+    return " ".join(words)
+
+
+def _with_position(phrase: str, position: str | None) -> str:
+    return f"{phrase} {POSITION_PHRASES[position]}" if position else phrase
+
+
+def caption_for(scene: Scene) -> str:
+    """The caption that states `scene.facts` (lower case; a comma only in order captions)."""
+    f = scene.facts
+    if scene.kind == "single":
+        return _with_position(_noun_phrase(f), f["position"])
+    if scene.kind == "count":
+        return f"{COUNT_WORDS[f['count']]} {f['colour']} {PLURAL[f['shape']]}"
+    if scene.kind == "pair":
+        first, second = (_with_position(_noun_phrase(f[k]), f[k]["position"]) for k in ("first", "second"))
+        return f"{first} and {second}"
+    if scene.kind == "order":
+        first, second = (
+            f"{_noun_phrase(f[k])} appears {POSITION_PHRASES[f[k]['position']]}" for k in ("first", "second")
+        )
+        return f"{first}, then {second}"
+    if scene.kind == "motion":
+        return f"{_noun_phrase(f)} moves from {f['start']} to {f['end']} {POSITION_PHRASES[f['lane']]}"
+    if scene.kind == "colour":
+        return f"a {f['shape']} {POSITION_PHRASES[f['position']]} turns from {f['start_colour']} to {f['end_colour']}"
+    if scene.kind == "size":
+        return f"{_with_position(_noun_phrase(f), f['position'])} {f['change']}"
+    raise ValueError(f"no caption template for scene kind {scene.kind!r}")
