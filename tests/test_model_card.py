@@ -10,12 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
+from huggingface_hub.errors import EntryNotFoundError
 from peft import LoraConfig, PeftModel
 from peft.utils import PeftType
 
 import peft_video
 from peft_video import TFVLConfig
-from peft_video.hub import model_card_tags, write_model_card
+from peft_video.hub import model_card_tags, push_adapter_to_hub, write_model_card
 from peft_video.hub.model_card import (
     BEGIN_MARKER,
     END_MARKER,
@@ -340,3 +341,84 @@ def test_config_without_peft_type_and_broken_readme(tmp_path):
     (tmp_path / "README.md").write_text("---\n- a list\n---\nbody\n", encoding="utf-8")
     with pytest.raises(ValueError, match="must be a mapping; got list"):
         write_model_card(tmp_path, tfvl_config(), base_model=BASE)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pushing: transformers' push_to_hub replaces the card; push_adapter_to_hub keeps it
+# ----------------------------------------------------------------------------------------------------------------
+class _FakeHubApi:
+    """The HfApi calls push_adapter_to_hub makes, recorded, with an optional README already in the repository."""
+
+    def __init__(self, tmp_path: Path, remote_readme: str | None = None):
+        self.tmp_path = tmp_path
+        self.remote_readme = remote_readme
+        self.uploaded: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append("create_repo")
+        return SimpleNamespace(repo_id=repo_id)
+
+    def hf_hub_download(self, repo_id, filename, **kwargs):
+        self.calls.append("hf_hub_download")
+        if self.remote_readme is None:
+            raise EntryNotFoundError(f"{filename} not in {repo_id}")
+        path = self.tmp_path / "remote" / filename
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(self.remote_readme, encoding="utf-8")
+        return str(path)
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        self.calls.append("upload_folder")
+        for file in Path(folder_path).iterdir():
+            self.uploaded[file.name] = file.read_bytes().decode("utf-8", errors="replace")
+        return SimpleNamespace(repo_id=repo_id, kwargs=kwargs)
+
+
+@pytest.mark.parametrize("remote_readme", [None, USER_README])
+def test_push_adapter_to_hub_uploads_our_card(tmp_path, remote_readme):
+    api = _FakeHubApi(tmp_path, remote_readme)
+    info = push_adapter_to_hub(
+        _lora_clip(_PeftModelWithVideoCard), "user/clip-tfvl", api=api, save_embedding_layers=False
+    )
+    assert api.calls == ["create_repo", "hf_hub_download", "upload_folder"]
+    assert info.kwargs["commit_message"] == "Upload peft_video adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= api.uploaded.keys()
+    front, body = split_front_matter(api.uploaded["README.md"])
+    assert {"peft_video", "tfvl"} <= set(front["tags"]) and front["library_name"] == "peft"
+    assert BEGIN_MARKER in body
+    if remote_readme is not None:
+        assert front["license"] == "mit" and "Trained on a Tuesday." in body
+
+
+def test_transformers_push_to_hub_replaces_the_card(tmp_path, monkeypatch):
+    # Why push_adapter_to_hub exists. If this starts failing, transformers keeps the saved card and the override of
+    # PeftModelForVideoTextRetrieval.push_to_hub could go.
+    import transformers.utils.hub as transformers_hub
+
+    class NoRemoteCard(ModelCard):
+        @classmethod
+        def load(cls, *args, **kwargs):
+            raise EntryNotFoundError("no README on the Hub yet")
+
+    uploaded = {}
+
+    def capture(self, folder, repo_id, **kwargs):
+        uploaded["README.md"] = (Path(folder) / "README.md").read_text(encoding="utf-8")
+
+    monkeypatch.setattr(
+        transformers_hub,
+        "hf_api",
+        lambda: SimpleNamespace(create_repo=lambda repo_id, **_: SimpleNamespace(repo_id=repo_id)),
+    )
+    monkeypatch.setattr(transformers_hub, "ModelCard", NoRemoteCard)
+    monkeypatch.setattr(_PeftModelWithVideoCard, "_upload_modified_files", capture, raising=False)
+    model = _lora_clip(_PeftModelWithVideoCard)
+    monkeypatch.setattr(
+        model,
+        "save_pretrained",
+        lambda folder, **kw: PeftModel.save_pretrained(model, folder, save_embedding_layers=False),
+    )
+    model.push_to_hub("user/clip-tfvl")
+    assert BEGIN_MARKER not in uploaded["README.md"]
+    assert split_front_matter(uploaded["README.md"])[0]["library_name"] == "transformers"
