@@ -422,3 +422,32 @@ def test_transformers_push_to_hub_replaces_the_card(tmp_path, monkeypatch):
     model.push_to_hub("user/clip-tfvl")
     assert BEGIN_MARKER not in uploaded["README.md"]
     assert split_front_matter(uploaded["README.md"])[0]["library_name"] == "transformers"
+
+
+def test_usage_snippet_runs_on_a_local_base_model(tmp_path, monkeypatch):
+    # The card's snippet, verbatim except for the caption, on a tiny CLIP saved with a processor, a TFVL adapter saved
+    # with save_pretrained, and a video written with PyAV.
+    import torch
+    from peft import get_peft_model
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
+    from video_fixtures import write_video
+
+    from peft_video.synthetic.tiny_clip import tiny_clip_config as world_clip_config
+    from peft_video.synthetic.tokenizer import build_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    CLIPModel(world_clip_config(image_size=32)).save_pretrained("base")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=build_tokenizer()).save_pretrained("base")
+    model = get_peft_model(CLIPModel.from_pretrained("base"), TFVLConfig(num_frames=4))
+    model.save_pretrained("adapter")
+    write_model_card("adapter", model.peft_config["default"], base_model="base", training={"hub_model_id": "adapter"})
+    write_video("video.mp4", num_frames=10)
+
+    _, body = read_card(Path("adapter"))
+    snippet = re.search(r"```python\n(.*?)```", body, re.DOTALL).group(1)
+    namespace: dict = {}
+    exec(compile(snippet.replace('"a person is cooking"', '"a red circle"'), "model_card_snippet", "exec"), namespace)
+    assert namespace["similarity"].shape == (1, 1)
+    assert torch.isfinite(namespace["similarity"]).all()
