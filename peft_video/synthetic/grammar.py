@@ -23,10 +23,10 @@ BACKGROUND: tuple[int, int, int] = (28, 28, 32)
 
 # Named positions as fractions of the frame side (x, y), with the phrase a caption uses for them.
 POSITIONS: dict[str, tuple[float, float]] = {
-    "left": (0.2, 0.5),
-    "right": (0.8, 0.5),
-    "top": (0.5, 0.2),
-    "bottom": (0.5, 0.8),
+    "left": (0.18, 0.5),
+    "right": (0.82, 0.5),
+    "top": (0.5, 0.18),
+    "bottom": (0.5, 0.82),
     "center": (0.5, 0.5),
 }
 POSITION_PHRASES: dict[str, str] = {

@@ -22,8 +22,9 @@ def _signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) 
         return np.hypot(dx, dy) - radius
     if shape == "square":
         return np.maximum(np.abs(dx), np.abs(dy)) - _SQUARE_HALF_SIDE * radius
-    if shape == "triangle":  # pointing up, centroid at the centre; image y grows downwards
+    if shape == "triangle":  # pointing up, its bounding box centred on (x, y); image y grows downwards
         circumradius = _TRIANGLE_CIRCUMRADIUS * radius
+        dy = dy - 0.25 * circumradius  # the centroid sits a quarter circumradius below the bounding-box centre
         edges = np.maximum(dy, np.maximum(_SQRT3_HALF * dx - 0.5 * dy, -_SQRT3_HALF * dx - 0.5 * dy))
         return edges - circumradius / 2.0
     raise ValueError(f"unknown shape {shape!r}")

@@ -19,12 +19,13 @@ STATIC_KINDS: tuple[str, ...] = ("single", "count", "pair")
 
 # Radii as fractions of the frame side. Normal objects sit between the "small" and "big" bands so that a size word in
 # a caption is never ambiguous.
-# Named positions are 0.3 of the side apart, so two normal objects at different named positions never cover each
-# other's centre (checked in tests).
-NORMAL_RADIUS = (0.11, 0.14)
-SMALL_RADIUS = (0.075, 0.09)
-BIG_RADIUS = (0.175, 0.2)
-POSITION_JITTER = 0.03
+# Named positions are 0.32 of the side apart; with these radii and jitter two normal objects at different named
+# positions do not overlap (tests read every object back from the pixels).
+NORMAL_RADIUS = (0.1, 0.125)
+SMALL_RADIUS = (0.07, 0.085)
+BIG_RADIUS = (0.17, 0.195)
+POSITION_JITTER = 0.02
+REACH = 1.15  # farthest extent of any shape from its centre, in radii (the triangle's corners; see render.py)
 COLOUR_JITTER = 12
 
 
@@ -89,10 +90,12 @@ def _radius(rng: np.random.Generator, band: tuple[float, float], image_size: int
     return float(rng.uniform(*band)) * image_size
 
 
-def _place(rng: np.random.Generator, position: str, image_size: int) -> tuple[float, float]:
+def _place(rng: np.random.Generator, position: str, image_size: int, radius: float) -> tuple[float, float]:
     fx, fy = POSITIONS[position]
     jx, jy = rng.uniform(-POSITION_JITTER, POSITION_JITTER, size=2)
-    return (fx + jx) * image_size, (fy + jy) * image_size
+    # Big objects move inwards rather than being cut by the frame edge (a cut triangle no longer looks like one).
+    margin = min(REACH * radius + 1.0, image_size / 2)
+    return tuple(float(np.clip(f * image_size, margin, image_size - margin)) for f in (fx + jx, fy + jy))
 
 
 def _rgb_offset(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -126,10 +129,10 @@ def sample_single(rng: np.random.Generator, num_frames: int = 1, image_size: int
     radius = _radius(rng, band, image_size)
     if rng.random() < 0.75:
         position = _pick(rng, POSITIONS)
-        x, y = _place(rng, position, image_size)
+        x, y = _place(rng, position, image_size, radius)
     else:  # anywhere (like a frame of a moving object); the caption then names no position
         position = None
-        margin = radius + 2
+        margin = REACH * radius + 1
         x, y = rng.uniform(margin, image_size - margin, size=2)
     track = _static_track(rng, obj["shape"], obj["colour"], x, y, radius, num_frames)
     return Scene("single", (track,), {**obj, "size": size, "position": position}, num_frames, image_size)
@@ -142,9 +145,9 @@ def sample_count(rng: np.random.Generator, num_frames: int = 1, image_size: int 
     radius = _radius(rng, (0.09, 0.12), image_size)
     centres: list[tuple[float, float]] = []
     while len(centres) < count:
-        margin = radius + 2
+        margin = REACH * radius + 1
         candidate = rng.uniform(margin, image_size - margin, size=2)
-        if all(np.hypot(candidate[0] - cx, candidate[1] - cy) > 2 * radius + 3 for cx, cy in centres):
+        if all(np.hypot(candidate[0] - cx, candidate[1] - cy) > 2.6 * radius + 2 for cx, cy in centres):
             centres.append((float(candidate[0]), float(candidate[1])))
     tracks = tuple(_static_track(rng, obj["shape"], obj["colour"], x, y, radius, num_frames) for x, y in centres)
     return Scene("count", tracks, {**obj, "count": count}, num_frames, image_size)
@@ -157,8 +160,8 @@ def sample_pair(rng: np.random.Generator, num_frames: int = 1, image_size: int =
     tracks = []
     for obj, position in zip((first, second), positions):
         obj["position"] = str(position)
-        x, y = _place(rng, obj["position"], image_size)
         radius = _radius(rng, NORMAL_RADIUS, image_size)
+        x, y = _place(rng, obj["position"], image_size, radius)
         tracks.append(_static_track(rng, obj["shape"], obj["colour"], x, y, radius, num_frames))
     return Scene("pair", tuple(tracks), {"first": first, "second": second}, num_frames, image_size)
 
@@ -190,8 +193,8 @@ def sample_order(rng: np.random.Generator, num_frames: int = 12, image_size: int
     tracks = []
     for obj, position, (start, stop) in zip((first, second), positions, intervals):
         obj["position"] = str(position)
-        x, y = _place(rng, obj["position"], image_size)
         radius = _radius(rng, NORMAL_RADIUS, image_size)
+        x, y = _place(rng, obj["position"], image_size, radius)
         track = _static_track(rng, obj["shape"], obj["colour"], x, y, radius, t)
         tracks.append(replace(track, visible=(frames >= start) & (frames < stop)))
     return Scene("order", tuple(tracks), {"first": first, "second": second}, t, image_size)
@@ -216,7 +219,7 @@ def sample_motion(rng: np.random.Generator, num_frames: int = 12, image_size: in
     if start in ("right", "bottom"):
         low, high = high, low
     along = np.linspace(low, high, num_frames) * image_size
-    lane_x, lane_y = _place(rng, lane, image_size)
+    lane_x, lane_y = _place(rng, lane, image_size, radius)
     x, y = (along, _constant(lane_y, num_frames)) if axis == "horizontal" else (_constant(lane_x, num_frames), along)
     track = replace(_static_track(rng, obj["shape"], obj["colour"], 0, 0, radius, num_frames), x=x, y=y)
     return Scene("motion", (track,), {**obj, "start": start, "end": end, "lane": lane}, num_frames, image_size)
@@ -230,8 +233,8 @@ def sample_colour_change(rng: np.random.Generator, num_frames: int = 12, image_s
     low = max(1, num_frames // 3)
     switch = int(rng.integers(low, num_frames - low + 1))  # symmetric range: reversal keeps the distribution
     position = _pick(rng, POSITIONS)
-    x, y = _place(rng, position, image_size)
     radius = _radius(rng, NORMAL_RADIUS, image_size)
+    x, y = _place(rng, position, image_size, radius)
     colours = (start_colour,) * switch + (end_colour,) * (num_frames - switch)
     track = replace(_static_track(rng, shape, start_colour, x, y, radius, num_frames), colour=colours)
     facts = {"shape": shape, "position": position, "start_colour": start_colour, "end_colour": end_colour}
@@ -243,8 +246,8 @@ def sample_size_change(rng: np.random.Generator, num_frames: int = 12, image_siz
     obj = _obj(rng)
     change = _pick(rng, ["grows", "shrinks"])
     position = _pick(rng, POSITIONS)
-    x, y = _place(rng, position, image_size)
     small, big = _radius(rng, SMALL_RADIUS, image_size), _radius(rng, BIG_RADIUS, image_size)
+    x, y = _place(rng, position, image_size, big)
     radii = np.linspace(small, big, num_frames) if change == "grows" else np.linspace(big, small, num_frames)
     track = replace(_static_track(rng, obj["shape"], obj["colour"], x, y, small, num_frames), radius=radii)
     return Scene("size", (track,), {**obj, "position": position, "change": change}, num_frames, image_size)
