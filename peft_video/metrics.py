@@ -133,24 +133,6 @@ def _check_chunk_size(chunk_size: int) -> None:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
 
 
-def _count_before(
-    scores: torch.Tensor,
-    target: torch.Tensor,
-    wrong: torch.Tensor,
-    candidate_index: torch.Tensor,
-    target_index: torch.Tensor,
-    tie_policy: str,
-    dim: int,
-) -> torch.Tensor:
-    """Number of wrong candidates placed before the target along ``dim`` (broadcast shapes, no sorting)."""
-    before = scores > target
-    if tie_policy == "pessimistic":
-        before |= scores == target
-    elif tie_policy == "index":
-        before |= (scores == target) & (candidate_index < target_index)
-    return (before & wrong).sum(dim=dim)
-
-
 def _text_to_video_ranks(
     similarity: torch.Tensor, mapping: torch.Tensor, tie_policy: str, chunk_size: int
 ) -> torch.Tensor:
@@ -161,9 +143,16 @@ def _text_to_video_ranks(
         rows = similarity[start : start + chunk_size]
         gt = mapping[start : start + chunk_size].unsqueeze(1)
         gt_score = rows.gather(1, gt)
-        # The only correct candidate of a caption is its own video.
-        wrong = video_index != gt
-        ranks[start : start + chunk_size] = 1 + _count_before(rows, gt_score, wrong, video_index, gt, tie_policy, 1)
+        # A caption has exactly one correct video, so no mask of wrong candidates is needed: the ground truth itself
+        # is the one ">=" hit that is not "before" it.
+        if tie_policy == "pessimistic":
+            chunk_ranks = (rows >= gt_score).sum(dim=1)
+        elif tie_policy == "optimistic":
+            chunk_ranks = 1 + (rows > gt_score).sum(dim=1)
+        else:
+            tied_lower = (rows == gt_score) & (video_index < gt)
+            chunk_ranks = 1 + (rows > gt_score).sum(dim=1) + tied_lower.sum(dim=1)
+        ranks[start : start + chunk_size] = chunk_ranks
     return ranks
 
 
@@ -173,36 +162,36 @@ def _video_to_text_ranks(
     n_texts, n_videos = similarity.shape
     device = similarity.device
     text_index = torch.arange(n_texts, device=device)
-    # Score of each caption with its own video, then per video the best such score and the lowest caption index that
-    # reaches it: that caption is the video's first correct hit under every tie policy.
+    # Per video: the best score among its own captions (m), how many of its captions reach m, and the lowest caption
+    # index that reaches it (t*). The first correct hit in the ranked list is t* under every tie policy.
     own_score = similarity.gather(1, mapping.unsqueeze(1)).squeeze(1)
     best_score = torch.full((n_videos,), -math.inf, dtype=similarity.dtype, device=device)
     best_score = best_score.scatter_reduce(0, mapping, own_score, reduce="amax", include_self=True)
     reaches_best = own_score == best_score[mapping]
+    captions_at_best = torch.bincount(mapping[reaches_best], minlength=n_videos)
     first_best_text = torch.full((n_videos,), n_texts, dtype=torch.long, device=device)
     first_best_text = first_best_text.scatter_reduce(
         0, mapping[reaches_best], text_index[reaches_best], reduce="amin", include_self=True
     )
+
+    # Counting over all captions and subtracting the correct ones avoids a [n_texts, chunk] mask of wrong captions:
+    # no correct caption scores above m, and none with score m has an index below t*.
+    ranks = torch.empty(n_videos, dtype=torch.long, device=device)
+    text_column = text_index.unsqueeze(1)
+    for start in range(0, n_videos, chunk_size):
+        columns = similarity[:, start : start + chunk_size]  # a view, no copy
+        best = best_score[start : start + chunk_size].unsqueeze(0)
+        if tie_policy == "pessimistic":
+            before = (columns >= best).sum(dim=0) - captions_at_best[start : start + chunk_size]
+        elif tie_policy == "optimistic":
+            before = (columns > best).sum(dim=0)
+        else:
+            tied_lower = (columns == best) & (text_column < first_best_text[start : start + chunk_size].unsqueeze(0))
+            before = (columns > best).sum(dim=0) + tied_lower.sum(dim=0)
+        ranks[start : start + chunk_size] = 1 + before
     has_caption = torch.bincount(mapping, minlength=n_videos) > 0
     video_ids = torch.nonzero(has_caption).squeeze(1)
-
-    ranks = torch.empty(video_ids.numel(), dtype=torch.long, device=device)
-    text_column = text_index.unsqueeze(1)
-    for start in range(0, video_ids.numel(), chunk_size):
-        videos = video_ids[start : start + chunk_size]
-        columns = similarity[:, videos]  # [n_texts, chunk]
-        wrong = mapping.unsqueeze(1) != videos.unsqueeze(0)
-        before = _count_before(
-            columns,
-            best_score[videos].unsqueeze(0),
-            wrong,
-            text_column,
-            first_best_text[videos].unsqueeze(0),
-            tie_policy,
-            0,
-        )
-        ranks[start : start + chunk_size] = 1 + before
-    return ranks, video_ids
+    return ranks[video_ids], video_ids
 
 
 def retrieval_ranks(
