@@ -37,7 +37,7 @@ def test_more_frames_than_the_adapter_was_built_for(model, clip_config):
 
 def test_more_frames_than_text_temp_positions_allow(clip):
     with pytest.raises(
-        ValueError, match=r"TextTemp reads \[SOT; 8 prompts; 70 frames; EOT\] = 80 tokens.*77 positions"
+        ValueError, match=r"TextTemp reads \[SOT; 16 prompts; 70 frames; EOT\] = 88 tokens.*77 positions"
     ):
         get_peft_model(clip, TFVLConfig(num_frames=70))
 

@@ -83,7 +83,7 @@ def test_exact_parameter_count(clip, clip_config):
     config = TFVLConfig(num_frames=4, image_temp_layers=[-1], image_temp_frame_prompts=3, image_temp_video_prompts=2)
     model = get_peft_model(clip, config)
     vision, text, proj = clip_config.vision_config.hidden_size, clip_config.text_config.hidden_size, 16
-    expected = 1 * 4 * 3 * vision + 1 * 2 * vision + 8 * text + (proj * text + text) + 1
+    expected = 1 * 4 * 3 * vision + 1 * 2 * vision + 16 * text + (proj * text + text) + 1
     assert model.get_nb_trainable_parameters()[0] == expected
 
 

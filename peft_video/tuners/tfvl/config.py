@@ -47,7 +47,7 @@ class TFVLConfig(VideoAdapterConfig):
 
     text_temp: bool = field(default=True, metadata={"help": "Enable TextTemp, the temporal video head."})
     image_temp: bool = field(default=True, metadata={"help": "Enable ImageTemp, joint spatio-temporal layers."})
-    text_temp_prompt_tokens: int = field(default=8, metadata={"help": "Prompt tokens after SOT in TextTemp."})
+    text_temp_prompt_tokens: int = field(default=16, metadata={"help": "Prompt tokens after SOT in TextTemp."})
     text_temp_fusion: Literal["residual", "replace"] = field(
         default="residual", metadata={"help": f"How TextTemp's output forms the video embedding: {TEXT_TEMP_FUSIONS}."}
     )
@@ -56,10 +56,10 @@ class TFVLConfig(VideoAdapterConfig):
         default_factory=lambda: [-2, -1], metadata={"help": "Vision layers run jointly over all frames."}
     )
     image_temp_frame_prompts: int = field(
-        default=8, metadata={"help": "Prompt tokens per frame index per joint layer."}
+        default=12, metadata={"help": "Prompt tokens per frame index per joint layer."}
     )
     image_temp_video_prompts: int = field(
-        default=8, metadata={"help": "Prompt tokens per joint layer shared by all frames of a video."}
+        default=16, metadata={"help": "Prompt tokens per joint layer shared by all frames of a video."}
     )
 
     def __post_init__(self) -> None:
