@@ -269,6 +269,9 @@ def test_parameter_counts_at_vit_b32():
     assert count(module.captioner) == 33_756_416
     assert count(module.captioner.head) == 25_346_304
     assert model.get_nb_trainable_parameters()[0] == 27_648 + 2_362_368 + 33_756_416
+    with torch.device("meta"):
+        tied = get_peft_model(CLIPModel(vit_b32_config()), PromptCubeConfig(caption_tie_head=True))
+    assert count(tied.base_model.video_layer.active_module().captioner) == 8_459_520
 
 
 def adapter_key_warnings(caught):
