@@ -11,12 +11,14 @@ _register()
 from .config import FRAME_SAMPLING_STRATEGIES, VIDEO_TASK_TYPE, VideoAdapterConfig  # noqa: E402
 from .modeling import VideoModelOutput, VideoTextRetrievalOutput  # noqa: E402
 from .peft_model import PeftModelForVideoTextRetrieval  # noqa: E402
+from .tuners.dgl import DGLConfig  # noqa: E402
 from .tuners.prompt_cube import PromptCubeConfig  # noqa: E402
 from .tuners.tfvl import TFVLConfig  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DGLConfig",
     "FRAME_SAMPLING_STRATEGIES",
     "VIDEO_TASK_TYPE",
     "PeftModelForVideoTextRetrieval",

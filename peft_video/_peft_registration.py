@@ -24,6 +24,7 @@ TESTED_PEFT_VERSIONS = ">=0.21,<0.22"
 # (PeftType member, method name for register_peft_method, tuner package). One entry per method.
 METHODS: tuple[tuple[str, str, str], ...] = (
     ("TFVL", "tfvl", "peft_video.tuners.tfvl"),
+    ("DGL", "dgl", "peft_video.tuners.dgl"),
     ("PROMPT_CUBE", "prompt_cube", "peft_video.tuners.prompt_cube"),
 )
 

@@ -61,6 +61,36 @@ def frozen_attention(
     return attn.out_proj(out.transpose(-3, -2).flatten(-2))
 
 
+def attention_heads(attn: CLIPAttention, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CLIP's frozen q/k/v projections of states [..., N, D], split into heads [..., heads, N, head_dim].
+
+    For tokens that serve several attention calls with different key sets (DGL's local and global calls): project them
+    once and combine the heads with `attend_heads`, instead of re-projecting them in each `frozen_attention` call.
+    """
+    heads, head_dim = attn.num_heads, attn.head_dim
+    return tuple(
+        proj(states).unflatten(-1, (heads, head_dim)).transpose(-3, -2)
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj)
+    )
+
+
+def attend_heads(
+    attn: CLIPAttention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    """SDPA over head-split q [..., heads, Nq, hd], k/v [..., heads, Nk, hd] (from `attention_heads`) with CLIP's scale
+    and attention dropout, heads merged and passed through the frozen `out_proj` → [..., Nq, D]."""
+    dropout = attn.dropout if attn.training else 0.0
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal, scale=attn.scale
+    )
+    return attn.out_proj(out.transpose(-3, -2).flatten(-2))
+
+
 def encoder_layer(
     layer: CLIPEncoderLayer,
     hidden_states: torch.Tensor,
