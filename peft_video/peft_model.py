@@ -11,6 +11,9 @@ from typing import Any
 import torch
 from peft import PeftModel
 
+from .hub.model_card import model_card_tags, write_model_card
+from .hub.push import push_adapter_to_hub
+
 
 class PeftModelForVideoTextRetrieval(PeftModel):
     """A CLIPModel with a video adapter. Inputs: captions and videos `pixel_values` [B, T, 3, H, W].
@@ -21,7 +24,14 @@ class PeftModelForVideoTextRetrieval(PeftModel):
       outputs whose `pooler_output` is the projected embedding, as transformers 5's `get_*_features` return. Video
       embeddings never depend on a text: compute them once, index them, reuse them.
     - `with model.disable_adapter():` plain CLIP with mean pooling over frames (the zero-shot baseline).
+    - `save_pretrained` writes the adapter and a filled model card (`model_cards/adapter_card.md`); set
+      `model_card_training` / `model_card_metrics` first to include the training setup and retrieval results.
     """
+
+    model_card_training: dict | None = None
+    """Training setup for the model card (`dataset`, `steps`, `global_batch_size`, `learning_rate`, ...)."""
+    model_card_metrics: dict | None = None
+    """Retrieval results for the model card: `peft_video.metrics.compute_retrieval_metrics` output plus `dataset`."""
 
     def forward(
         self,
@@ -50,3 +60,42 @@ class PeftModelForVideoTextRetrieval(PeftModel):
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Projected caption embeddings (`pooler_output` [B, P])."""
         return self.base_model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+
+    def _get_peft_specific_model_tags(self) -> list[str]:
+        # peft's create_or_update_model_card replaces the card's `tags` with exactly this list
+        return [*super()._get_peft_specific_model_tags(), *model_card_tags(self.active_peft_config)]
+
+    def create_or_update_model_card(self, output_dir: str) -> None:
+        """Write our card first, then let peft add its own metadata (library_name, tags, base_model, version)."""
+        config = self.active_peft_config
+        write_model_card(
+            output_dir,
+            config,
+            base_model=config.base_model_name_or_path,
+            training=self.model_card_training,
+            metrics=self.model_card_metrics,
+        )
+        super().create_or_update_model_card(output_dir)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        **kwargs: Any,
+    ):
+        """Upload the adapter with its model card (transformers' own push would swap in a generic card)."""
+        return push_adapter_to_hub(
+            self,
+            repo_id,
+            commit_message=commit_message,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+            **kwargs,
+        )
