@@ -298,8 +298,11 @@ def test_published_adapter_holds_cube_and_readout_and_loads_without_warnings(tmp
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             loaded = PeftModel.from_pretrained(
-            make_clip(clip_config), tmp_path, adapter_name="other" if trainable else "default", is_trainable=trainable
-        )
+                make_clip(clip_config),
+                tmp_path,
+                adapter_name="other" if trainable else "default",
+                is_trainable=trainable,
+            )
         assert not adapter_key_warnings(caught)
         loaded_module = loaded.base_model.video_layer.active_module()
         assert (loaded_module.captioner is None) is not trainable  # inference needs no captioner

@@ -16,7 +16,7 @@ FREQUENT_WORDS = (
 
 CLIP_FREQUENT_TOKEN_IDS = (
     530, 525, 539, 531, 781, 589, 682, 320, 550, 518, 537, 997, 763, 533, 631, 269, 267, 49407, 49406,
-)
+)  # fmt: skip
 """`FREQUENT_WORDS` as ids of OpenAI CLIP's BPE vocabulary (49,408 tokens; every OpenAI CLIP checkpoint shares it), in
 the order of `FREQUENT_WORDS`: what `frequent_word_token_ids(CLIPTokenizer.from_pretrained(
 "openai/clip-vit-base-patch32"))` returns."""
