@@ -202,8 +202,10 @@ class PromptCubeModule(VideoAdapterModule):
         key_ok = key_ok | ~real.any(dim=1, keepdim=True)  # an all-padding chunk keeps its keys (no NaN)
         return slot_ok.flatten(0, 1), ~key_ok
 
-    def frame_features(self, clip: CLIPModel, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-        """Projected per-frame features [B, T, P] (not normalised)."""
+    def frame_features(
+        self, clip: CLIPModel, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Projected per-frame features [B, T, P] (not normalised); `video_mask` None means every frame is real."""
         batch, frames = pixel_values.shape[:2]
         n = self.num_prompts
         vision = clip_ops.vision_tower(clip)
@@ -211,7 +213,7 @@ class PromptCubeModule(VideoAdapterModule):
         num_tokens = hidden.shape[1]
         prompts = self.cube.to(hidden.dtype).expand(batch * frames // n, -1, -1, -1).flatten(0, 1)
         hidden = torch.cat([hidden, prompts], dim=1)
-        slot_ok, key_padding = self._masks(video_mask)
+        slot_ok, key_padding = (None, None) if video_mask is None else self._masks(video_mask)
         attn_mask = None
         if slot_ok is not None:
             attn_mask = torch.cat([slot_ok.new_ones(slot_ok.shape[0], num_tokens), slot_ok], dim=1)[:, None, None]
