@@ -217,12 +217,12 @@ def import_reference(reference_dir: Path):
     return CLIP4Clip, CrossConfig
 
 
-def reference_outputs(reference_dir: Path, model, ids, mask, videos) -> dict[str, torch.Tensor]:
+def build_reference(reference_dir: Path, model, frames: int, length: int):
+    """The reference's `CLIP4Clip` (eval mode) holding the weights of our seeded `model`."""
     CLIP4Clip, CrossConfig = import_reference(reference_dir)
     module = model.base_model.model.video_adapter.dgl_modules["default"]
     config, clip = module.config, model.base_model.model
     num_layers = clip.config.vision_config.num_hidden_layers
-    batch, frames = videos.shape[:2]
     args = Namespace(
         shared_latent_space=config.latent_space,
         text_prompt_length=2 * config.num_text_prompts,
@@ -230,7 +230,7 @@ def reference_outputs(reference_dir: Path, model, ids, mask, videos) -> dict[str
         global_visual_prompt_length=config.num_global_prompts,
         unified_transformer_layers=num_layers,
         visual_output_type=READOUTS[config.visual_output],
-        max_words=ids.shape[1],
+        max_words=length,
         max_frames=frames,
         time_embedding=0,
         loose_type=True,
@@ -255,13 +255,50 @@ def reference_outputs(reference_dir: Path, model, ids, mask, videos) -> dict[str
         state["postfix_text_prompt_proj_layer.bias"] = 0.05 * torch.randn(dead.bias.shape, generator=generator)
     reference.clip.load_state_dict(state, strict=True)
     reference.eval()  # (its train() override returns None, so no chaining)
-    all_real = torch.ones(batch, frames, dtype=torch.long)
-    with torch.no_grad():
-        out = reference(ids, torch.zeros_like(ids), mask, videos.unsqueeze(1), all_real)
-        logits = reference.get_similarity_logits(
-            out["sequence_output"], out["visual_output"], mask, all_real, shaped=True
-        )[0]
+    return reference
+
+
+def run_reference(reference, ids, mask, videos) -> dict[str, torch.Tensor]:
+    all_real = torch.ones(videos.shape[:2], dtype=torch.long)
+    out = reference(ids, torch.zeros_like(ids), mask, videos.unsqueeze(1), all_real)
+    logits = reference.get_similarity_logits(
+        out["sequence_output"], out["visual_output"], mask, all_real, shaped=True
+    )[0]
     return {"text": out["sequence_output"].squeeze(1), "video": out["visual_output"].squeeze(1), "logits": logits}
+
+
+def reference_outputs(reference_dir: Path, model, ids, mask, videos) -> dict[str, torch.Tensor]:
+    reference = build_reference(reference_dir, model, videos.shape[1], ids.shape[1])
+    with torch.no_grad():
+        return run_reference(reference, ids, mask, videos)
+
+
+def plain_clip_errors(reference, clip, ids, videos) -> dict[str, float]:
+    """Step 0, before any DGL part: stock CLIP image and text features through the reference's own modules (its
+    prompt-free text path; its vision layers in plain self-attention mode) vs transformers, on converted weights."""
+    frames = videos.flatten(0, 1)
+    with torch.no_grad():
+        ref_text = reference.clip.encode_text_(reference.clip.encode_text_light(ids), ids)
+        visual = reference.clip.visual
+        x = visual.conv1(frames).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + visual.positional_embedding
+        x = visual.transformer(visual.ln_pre(x).permute(1, 0, 2), visual=False).permute(1, 0, 2)
+        ref_image = visual.ln_post(x[:, 0]) @ visual.proj
+        hf_text = clip.get_text_features(input_ids=ids).pooler_output
+        hf_image = clip.get_image_features(pixel_values=frames).pooler_output
+    return {"text": relative_error(hf_text, ref_text), "image": relative_error(hf_image, ref_image)}
+
+
+def postfix_gradients(reference, ids, mask, videos) -> dict[str, float]:
+    """Largest |gradient| of the reference's outputs w.r.t. its prefix and postfix text projections (linear)."""
+    clip = reference.clip
+    clip.zero_grad(set_to_none=True)
+    outputs = run_reference(reference, ids, mask, videos)
+    (outputs["text"].sum() + outputs["video"].sum()).backward()
+    return {
+        name: max(p.grad.abs().max().item() for p in getattr(clip, f"{name}_text_prompt_proj_layer").parameters())
+        for name in ("prefix", "postfix")
+    }
 
 
 def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
@@ -276,6 +313,22 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     cases = ["tiny", "vit-b32"] if args.vit_b32 else ["tiny"]
+    for case in cases:
+        ids, _, videos = parity_inputs(case)
+        model = build_seeded_model(case, "linear")
+        reference = build_reference(args.reference_dir, model, videos.shape[1], ids.shape[1])
+        errors = plain_clip_errors(reference, model.base_model.model, ids, videos)
+        print(
+            f"{case}: plain CLIP through the reference's modules vs transformers, relative error: "
+            f"text {errors['text']:.1e}, image {errors['image']:.1e}"
+        )
+        ids, mask, videos = parity_inputs(case)
+        gradients = postfix_gradients(reference, ids, mask, videos)
+        print(
+            f"{case}, linear: max |grad| of the reference's outputs w.r.t. its prefix text projection "
+            f"{gradients['prefix']:.2e}, postfix text projection {gradients['postfix']:.2e}"
+        )
+    print()
     print(f"| shape | latent_space | visual_output | text | video | logits |\n|{' --- |' * 6}")
     worst = 0.0
     for case in cases:
