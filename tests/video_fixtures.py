@@ -172,3 +172,32 @@ def codec_available(codec: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def write_video_library(directory: str | os.PathLike) -> dict[str, Path]:
+    """One file of every kind the data tests exercise, keyed by a short name (healthy ones first)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    files = {
+        "h264": write_video(d / "h264.mp4"),
+        "mpeg4": write_video(d / "mpeg4.avi", codec="mpeg4"),
+        "mpegts": write_video(d / "clip.ts", container_format="mpegts"),
+        "odd_size": write_video(d / "odd.mp4", width=33, height=17, pix_fmt="yuv444p"),
+        "one_frame": write_video(d / "one.mp4", num_frames=1),
+        "tiny_1x1": write_video(d / "tiny.mp4", width=1, height=1, pix_fmt="yuv444p"),
+        "resolution_change": write_resolution_change(d / "reschange.ts"),
+        "non_utf8_metadata": write_non_utf8_metadata(d / "nonutf8.mp4"),
+        "audio_only": write_audio_only(d / "audio.mp4"),
+        "zero_byte": write_zero_byte(d / "zero.mp4"),
+        "random_bytes": write_random_bytes(d / "random.mp4"),
+        "truncated": write_truncated(d / "truncated.mp4"),
+        "missing": d / "missing.mp4",
+    }
+    if codec_available("libvpx-vp9"):
+        files["vp9"] = write_video(d / "vp9.webm", codec="libvpx-vp9")
+    return files
+
+
+HEALTHY = ("h264", "mpeg4", "mpegts", "odd_size", "one_frame", "tiny_1x1", "resolution_change", "non_utf8_metadata",
+           "vp9")
+BROKEN = ("audio_only", "zero_byte", "random_bytes", "truncated", "missing")

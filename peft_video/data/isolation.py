@@ -1,7 +1,8 @@
 """Decoding in a helper process, so that a native decoder that hangs or crashes on a hostile file costs one sample,
 not the run.
 
-`IsolatedDecoder` owns one child process (forked where the platform allows, so it starts in milliseconds) and sends it
+`IsolatedDecoder` owns one child process (a bare `os.fork()` where the platform has it, so it starts in milliseconds
+and works inside daemonic DataLoader workers) and sends it
 one video at a time over a pipe. When the child does not answer within `timeout` seconds it is killed and the video
 reported as `DecodeTimeoutError`; when it dies (a segfault in FFmpeg) the video is reported as `DecoderCrashedError`.
 Either way the next call starts a fresh child. DataLoader workers each create their own (lazily, never pickled).
@@ -10,6 +11,10 @@ Either way the next call starts a fresh child. DataLoader workers each create th
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,9 +55,65 @@ def _serve(conn) -> None:
             conn.send(("error", request.path, f"{type(err).__name__}: {err}"))
 
 
-def _context():
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
+_PARENT_ENDS: weakref.WeakSet = weakref.WeakSet()
+
+
+class _ForkedChild:
+    """A child made with a bare `os.fork()`: DataLoader workers are daemonic processes, and multiprocessing refuses
+    to let daemonic processes have children, so `multiprocessing.Process` cannot be used there."""
+
+    def __init__(self, conn):
+        self.exitcode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: serve, then leave without running the parent's atexit handlers
+            code = 0
+            try:
+                # Drop every inherited parent end of a decoder pipe (ours and other decoders'), so that this child
+                # sees EOF and exits when its parent goes away, and other children's crashes stay visible.
+                for other in list(_PARENT_ENDS):
+                    other.close()
+                _serve(conn)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+
+    def _reap(self, block: bool) -> None:
+        if self.exitcode is not None:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            self.exitcode = -1
+            return
+        if pid:
+            self.exitcode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+    def is_alive(self) -> bool:
+        self._reap(block=False)
+        return self.exitcode is None
+
+    def kill(self) -> None:
+        if self.is_alive():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_alive():
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+
+
+def _start_child(conn):
+    if hasattr(os, "fork"):
+        return _ForkedChild(conn)
+    process = mp.get_context("spawn").Process(target=_serve, args=(conn,), daemon=True, name="peft-video-decoder")
+    process.start()
+    return process
 
 
 class IsolatedDecoder:
@@ -70,9 +131,9 @@ class IsolatedDecoder:
         return {"timeout": self.timeout, "backend": self.backend, "_process": None, "_conn": None}
 
     def _start(self) -> None:
-        parent, child = _context().Pipe()
-        process = _context().Process(target=_serve, args=(child,), daemon=True, name="peft-video-decoder")
-        process.start()
+        parent, child = mp.Pipe()
+        _PARENT_ENDS.add(parent)
+        process = _start_child(child)
         child.close()
         self._process, self._conn = process, parent
 

@@ -95,7 +95,7 @@ def rows_to_dataset(
             relative = Path(str(video).strip())
             video_id = str(relative.with_suffix("")) if not relative.is_absolute() else relative.stem
         record = dict(row)
-        record.update(video=str(video_path), caption=caption, video_id=str(video_id),
+        record.update(video=os.path.normpath(video_path), caption=caption, video_id=str(video_id),
                       split=str(row.get("split") or DEFAULT_SPLIT))
         out.append(record)
         all_keys.update(dict.fromkeys(record))
@@ -151,13 +151,16 @@ def from_hub_dataset(
 
 
 def write_manifest(rows: Iterable[dict[str, Any]], path: str | os.PathLike, relative_to_manifest: bool = True) -> Path:
-    """Write rows as CSV or JSONL (by suffix); video paths are made relative to the manifest's folder when possible."""
+    """Write rows as CSV or JSONL (by suffix). Absolute video paths are made relative to the manifest's folder when
+    `relative_to_manifest`; relative ones are written as given (they are read relative to the manifest)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [dict(r) for r in rows]
     if relative_to_manifest:
         base = path.parent.resolve()
         for row in rows:
+            if not Path(str(row["video"])).is_absolute():
+                continue
             try:
                 row["video"] = os.path.relpath(Path(row["video"]).resolve(), base)
             except ValueError:  # another drive (Windows)
