@@ -1,0 +1,108 @@
+"""The two baselines every video method is compared with, behind the same interface as a peft_video adapter model.
+
+- **zero-shot**: a frozen CLIP, each frame encoded on its own, the frame embeddings averaged over the real frames;
+- **full fine-tuning with mean pooling** (CLIP4Clip-meanP): the same model with every CLIP weight trained.
+
+`PeftModelForVideoTextRetrieval` already computes the zero-shot baseline under `disable_adapter()`; a model without
+any adapter is cleaner for the fine-tuning baseline (no peft wrapper whose "adapter" would be the whole CLIP, and the
+saved result is a plain `CLIPModel` folder that `CLIPModel.from_pretrained` loads).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPModel
+
+from .losses import contrastive_loss
+from .modeling import (
+    VideoTextRetrievalOutput,
+    check_text_inputs,
+    check_video_inputs,
+    mean_pooled_video_features,
+    stock_text_features,
+)
+
+
+class MeanPoolingCLIP(nn.Module):
+    """A CLIPModel that embeds a video as the mean of its frames' CLIP embeddings.
+
+    Args:
+        clip: the CLIPModel (kept as `self.clip`).
+        num_frames: most frames per video accepted (as an adapter's `num_frames`).
+        trainable: train every CLIP weight (full fine-tuning) instead of freezing them all (zero-shot).
+        train_logit_scale: also train CLIP's temperature when `trainable` (CLIP4Clip does; default frozen so that
+            the baseline and the adapters share the same logit scale).
+
+    Same calls as a peft_video adapter model: `model(input_ids, attention_mask, pixel_values, video_mask,
+    return_loss=True)` → `VideoTextRetrievalOutput`, `get_video_features`, `get_text_features`, `save_pretrained`.
+    """
+
+    def __init__(self, clip: CLIPModel, num_frames: int, trainable: bool = False, train_logit_scale: bool = False):
+        super().__init__()
+        if not isinstance(clip, CLIPModel):
+            raise TypeError(f"MeanPoolingCLIP wraps a transformers CLIPModel, got {type(clip).__name__}.")
+        self.clip = clip
+        self.num_frames = num_frames
+        for parameter in clip.parameters():
+            parameter.requires_grad_(trainable)
+        clip.logit_scale.requires_grad_(trainable and train_logit_scale)
+
+    @property
+    def image_size(self) -> int:
+        return self.clip.config.vision_config.image_size
+
+    def get_video_features(self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None):
+        """`pooler_output` [B, P]: masked mean of the per-frame CLIP embeddings of pixel_values [B, T, 3, H, W]."""
+        pixel_values, video_mask = check_video_inputs(
+            pixel_values, video_mask, image_size=self.image_size, max_frames=self.num_frames
+        )
+        return mean_pooled_video_features(self.clip, pixel_values, video_mask)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """`pooler_output` [B, P]: CLIP's own caption embedding."""
+        check_text_inputs(input_ids, attention_mask)
+        return stock_text_features(self.clip, input_ids, attention_mask)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        video_mask: torch.Tensor | None = None,
+        return_loss: bool | None = None,
+    ) -> VideoTextRetrievalOutput:
+        if pixel_values is None:
+            raise ValueError("A video-text forward needs both input_ids and pixel_values.")
+        video_output = self.get_video_features(pixel_values, video_mask)
+        text_output = self.get_text_features(input_ids, attention_mask)
+        video_embeds = F.normalize(video_output.pooler_output, dim=-1)
+        text_embeds = F.normalize(text_output.pooler_output, dim=-1)
+        logit_scale = self.clip.logit_scale.exp()
+        logits_per_text = logit_scale * text_embeds @ video_embeds.t()
+        loss = None
+        if return_loss:
+            if text_embeds.shape[0] != video_embeds.shape[0]:
+                raise ValueError(
+                    f"return_loss=True pairs caption i with video i: got {text_embeds.shape[0]} captions and "
+                    f"{video_embeds.shape[0]} videos."
+                )
+            loss = contrastive_loss(text_embeds, video_embeds, logit_scale)
+        return VideoTextRetrievalOutput(
+            loss=loss,
+            contrastive_loss=loss,
+            logits_per_text=logits_per_text,
+            logits_per_video=logits_per_text.t(),
+            text_embeds=text_embeds,
+            video_embeds=video_embeds,
+            text_model_output=text_output,
+            video_model_output=video_output,
+        )
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Write the (fine-tuned) CLIPModel as a standard Hugging Face folder."""
+        self.clip.save_pretrained(save_directory, **kwargs)

@@ -1,0 +1,255 @@
+"""examples/train.py end to end on a tiny offline world and a tiny random CLIP (CPU, offline, a few seconds a run):
+exact resumption, artifacts (adapter, model card, metrics, Hub upload with a fake HfApi), baselines, and bad input
+failing before any work."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_fixtures import REPO, base_argv, load_script, write_tiny_clip, write_tiny_world
+
+# 16 training pairs in batches of 4: 4 steps per epoch, so 6 steps cross an epoch boundary and a checkpoint at step 3
+# sits in the middle of an epoch.
+RESUME_ARGS = ["--max_steps", "6", "--save_steps", "3", "--eval_steps", "6", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def train():
+    return load_script("train")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_assets")
+    clip_dir = write_tiny_clip(root / "clip")
+    write_tiny_world(root / "world")
+    return SimpleNamespace(root=root, clip=clip_dir, world=root / "world")
+
+
+def argv_for(assets, output_dir: Path, method: str = "tfvl") -> list[str]:
+    return base_argv(assets.clip, assets.world, output_dir, method=method)
+
+
+def read_losses(output_dir: Path) -> list[float]:
+    lines = (output_dir / "train_log.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+class FakeHubApi:
+    """Records what `push_to_hub` would upload (no network)."""
+
+    uploads: list[dict] = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, private=None, exist_ok=True, token=None):
+        return SimpleNamespace(repo_id=repo_id)
+
+    def hf_hub_download(self, repo_id, filename, revision=None, token=None):
+        from huggingface_hub.errors import EntryNotFoundError
+
+        raise EntryNotFoundError(f"{filename} not in {repo_id}")
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        folder = Path(folder_path)
+        files = sorted(p.name for p in folder.iterdir())
+        self.uploads.append({"repo_id": repo_id, "files": files, "readme": (folder / "README.md").read_text()})
+        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/fake")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(train, assets):
+    output_dir = assets.root / "uninterrupted"
+    FakeHubApi.uploads = []
+    with pytest.MonkeyPatch.context() as patch:
+        import huggingface_hub
+
+        patch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+        argv = argv_for(assets, output_dir) + RESUME_ARGS
+        argv += ["--eval_before_training", "true", "--push_to_hub", "true", "--hub_model_id", "someone/tiny-tfvl"]
+        metrics = train.main(argv)
+    return SimpleNamespace(output_dir=output_dir, metrics=metrics, uploads=list(FakeHubApi.uploads))
+
+
+def test_run_saves_adapter_card_metrics_and_pushes(uninterrupted):
+    out, metrics = uninterrupted.output_dir, uninterrupted.metrics
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "metrics.json", "best_adapter"):
+        assert (out / name).exists(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test"]["text_to_video"]["num_queries"] == 8
+    assert saved["selection"]["split"] == "val" and saved["selection"]["best_step"] == 6
+    assert saved["global_batch_size"] == 4 and saved["steps"] == 6
+    # the zero-shot baseline was evaluated before training, on validation and test
+    assert set(saved["zero_shot"]) == {"validation", "test"}
+    assert json.loads((out / "adapter_config.json").read_text())["num_frames"] == 4
+    card = (out / "README.md").read_text()
+    assert "peft_video" in card and "text-to-video-retrieval" in card
+    assert "Global batch size" in card and f"{metrics['test']['text_to_video']['R@1']}" in card
+    assert len(read_losses(out)) == 6 and all(torch.isfinite(torch.tensor(read_losses(out))))
+    # --push_to_hub: the adapter and its card went to the repository named by hub_model_id
+    (upload,) = uninterrupted.uploads
+    assert upload["repo_id"] == "someone/tiny-tfvl"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(upload["files"])
+    assert "peft_video" in upload["readme"] and "model-index" in upload["readme"]
+
+
+def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(train, assets, uninterrupted):
+    out = assets.root / "interrupted"
+    # "killed" after step 5: the last checkpoint is step 3, so steps 4 and 5 are lost and redone
+    assert train.main(argv_for(assets, out) + RESUME_ARGS + ["--stop_after_steps", "5"]) == {"stopped_at": 5}
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint-3"]
+    checkpoint_weights = load_file(out / "checkpoints" / "checkpoint-3" / "model.safetensors")
+    assert checkpoint_weights and all("video_adapter" in k for k in checkpoint_weights), "checkpoint holds base weights"
+    assert len(read_losses(out)) == 5
+
+    # a fresh start in a folder that holds checkpoints is refused (nothing is overwritten by accident)
+    with pytest.raises(FileExistsError, match="resume_from_checkpoint"):
+        train.main(argv_for(assets, out) + RESUME_ARGS)
+
+    train.main(argv_for(assets, out) + RESUME_ARGS + ["--resume_from_checkpoint", "last"])
+    expected, resumed = read_losses(uninterrupted.output_dir), read_losses(out)
+    assert len(resumed) == 6
+    torch.testing.assert_close(torch.tensor(resumed), torch.tensor(expected), rtol=0, atol=1e-6)
+    final = load_file(out / "adapter_model.safetensors")
+    reference = load_file(uninterrupted.output_dir / "adapter_model.safetensors")
+    assert final.keys() == reference.keys()
+    for key in final:
+        torch.testing.assert_close(final[key], reference[key], rtol=0, atol=1e-6)
+
+
+def test_resume_refuses_a_checkpoint_of_another_method_or_base_model(train, assets, uninterrupted):
+    checkpoint = str(uninterrupted.output_dir / "checkpoints" / "checkpoint-6")
+    out = assets.root / "other"
+    with pytest.raises(ValueError, match="method: checkpoint 'tfvl' vs this run 'full_finetune'"):
+        train.main(argv_for(assets, out, method="full_finetune") + RESUME_ARGS + ["--resume_from_checkpoint", checkpoint])
+    other_clip = assets.root / "other_clip"
+    shutil.copytree(assets.clip, other_clip, dirs_exist_ok=True)
+    argv = argv_for(assets, out) + RESUME_ARGS + ["--resume_from_checkpoint", checkpoint]
+    argv += ["--model_name_or_path", str(other_clip)]
+    with pytest.raises(ValueError, match="base_model: checkpoint"):
+        train.main(argv)
+
+
+def test_baselines_zero_shot_and_full_finetune(train, assets):
+    out = assets.root / "zero_shot"
+    metrics = train.main(argv_for(assets, out, method="zero_shot"))
+    assert json.loads((out / "metrics.json").read_text())["test"] == metrics["test"]
+    assert metrics["parameters"]["trainable"] == 0
+
+    out = assets.root / "full_finetune"
+    metrics = train.main(argv_for(assets, out, method="full_finetune") + ["--max_steps", "2", "--eval_steps", "2"])
+    assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"] - 1  # all but logit_scale
+    from transformers import CLIPModel
+
+    tuned, original = CLIPModel.from_pretrained(out), CLIPModel.from_pretrained(assets.clip)
+    changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, original.state_dict()[n])]
+    assert changed and "logit_scale" not in changed
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "match"),
+    [
+        (["--method", "tfvll"], ValueError, r"unknown method 'tfvll'; known methods: \[.*'tfvl'.*did you mean 'tfvl'"),
+        (["--method_config", '{"text_temp_tokens": 3}'], ValueError, r"TFVLConfig has no field\(s\) \['text_temp_tokens'\]"),
+        (["--dataset", "msrvtt"], ValueError, r"unknown dataset 'msrvtt'; known datasets"),
+        (["--learning_rat", "1e-3"], ValueError, r"unknown command-line flag\(s\) 'learning_rat' \(did you mean 'learning_rate'"),
+        (["--method", "zero_shot", "--method_config", '{"num_frames": 4}'], ValueError, "baseline"),
+        (["--validation_split", "test"], ValueError, "never see the test split"),
+    ],
+)  # fmt: skip
+def test_bad_configuration_fails_before_any_work(train, assets, tmp_path, extra, error, match):
+    with pytest.raises(error, match=match):
+        train.main(argv_for(assets, tmp_path / "out") + extra)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_field_in_config_file(train, assets, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("method: tfvl\nmax_step: 10\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown field\(s\) 'max_step' \(did you mean 'max_steps'"):
+        train.main(["--config", str(config)])
+
+
+def test_empty_split_fails_before_the_model_loads(train, assets, tmp_path):
+    manifest = tmp_path / "manifest.jsonl"
+    rows = [json.loads(line) for line in (assets.world / "manifest.jsonl").read_text().splitlines()]
+    video_dir = assets.world.resolve()
+    lines = [
+        json.dumps({**row, "video": str(video_dir / row["video"])}) for row in rows if row["split"] != "val"
+    ]
+    manifest.write_text("\n".join(lines) + "\n")
+    argv = argv_for(assets, tmp_path / "out") + ["--dataset", "manifest", "--manifest", str(manifest)]
+    argv += ["--model_name_or_path", str(tmp_path / "no_such_model")]  # never reached: the split fails first
+    with pytest.raises(ValueError, match=r"validation split 'val' of .*manifest.jsonl is empty"):
+        train.main(argv)
+
+
+def test_config_file_values_and_command_line_overrides(tmp_path):
+    load_script("train")
+    from cli_config import parse_args
+
+    train_module = load_script("train")
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"method": "tfvl", "learning_rate": 0.5, "method_config": {"text_temp": False}}))
+    model_args, _, train_args = parse_args(
+        train_module.ALL_ARGUMENTS,
+        ["--config", str(config), "--learning_rate", "0.25", "--method_config", '{"image_temp_layers": [-1]}'],
+    )
+    assert train_args.learning_rate == 0.25
+    assert model_args.method_config == {"text_temp": False, "image_temp_layers": [-1]}
+
+
+def test_demo_config_runs_a_few_steps(train, assets, tmp_path):
+    from peft_video.synthetic import TINY_CLIP_PATH
+
+    if not (TINY_CLIP_PATH / "config.json").is_file():
+        pytest.skip("the committed tiny CLIP (peft_video/synthetic/tiny-clip) is not there yet")
+    out = tmp_path / "demo"
+    argv = ["--config", str(REPO / "examples" / "configs" / "demo_tfvl.yaml"), "--output_dir", str(out)]
+    argv += ["--data_dir", str(assets.world), "--max_steps", "3", "--eval_steps", "3", "--report_to", "none"]
+    argv += ["--world_num_train", "16", "--world_num_val", "8", "--world_num_test", "8", "--world_num_frames", "4"]
+    argv += ["--num_frames", "4", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
+    metrics = train.main(argv)
+    assert metrics["steps"] == 3 and (out / "adapter_model.safetensors").is_file()
+    assert (out / "README.md").is_file() and (out / "metrics.json").is_file()
+
+
+def test_parameter_groups_split_adapter_and_other_trainable_tensors(clip):
+    from peft import get_peft_model
+
+    from peft_video import TFVLConfig
+    from peft_video.training import parameter_groups
+
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, modules_to_save=["visual_projection"]))
+    groups = parameter_groups(model, learning_rate=1e-3, other_learning_rate=1e-6, weight_decay=0.1)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["adapter"]["lr"] == 1e-3 and by_name["other"]["lr"] == 1e-6
+    assert all(g["weight_decay"] == 0.0 for name, g in by_name.items() if name.endswith("no_decay"))
+    grouped = [id(p) for g in groups for p in g["params"]]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert sorted(grouped) == sorted(trainable)
+
+
+def test_epoch_seeded_dataset_draws_depend_only_on_seed_epoch_and_index():
+    from peft_video.training import EpochSeededDataset
+
+    class Draws(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return torch.rand(2)
+
+    data = EpochSeededDataset(Draws(), seed=1)
+    first = data[2]
+    torch.rand(10)  # global RNG state moves on
+    torch.testing.assert_close(data[2], first, rtol=0, atol=0)
+    data.set_epoch(1)
+    assert not torch.equal(data[2], first)

@@ -1,0 +1,71 @@
+"""Shared set-up of the training and evaluation script tests: a tiny offline world on disk and a tiny random CLIP
+folder with the world's tokenizer (so the tests never need the committed tiny CLIP or any download)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+# 32-px frames in 8-px patches, 2-layer towers of width 32: a training step takes milliseconds.
+WORLD = {"world_num_train": 16, "world_num_val": 8, "world_num_test": 8, "world_num_frames": 4}
+
+
+def load_script(name: str):
+    """Import examples/<name>.py as a module (examples/ is not a package)."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and HfArgumentParser resolve annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A random CLIPModel whose vocabulary is the offline world's, saved with the world's tokenizer."""
+    from peft_video.synthetic.tokenizer import BOS_TOKEN, EOS_TOKEN, build_tokenizer, world_vocabulary
+    from peft_video.testing import make_clip, tiny_clip_config
+
+    vocab = world_vocabulary()
+    config = tiny_clip_config(
+        text={"vocab_size": len(vocab), "bos_token_id": vocab[BOS_TOKEN], "eos_token_id": vocab[EOS_TOKEN],
+              "pad_token_id": vocab[EOS_TOKEN]}
+    )  # fmt: skip
+    make_clip(config, seed=seed).save_pretrained(folder)
+    build_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def write_tiny_world(folder: Path) -> Path:
+    from peft_video.synthetic import WorldConfig, write_world
+
+    return write_world(
+        folder, WORLD["world_num_train"], WORLD["world_num_val"], WORLD["world_num_test"],
+        config=WorldConfig(num_frames=WORLD["world_num_frames"], seed=0),
+    )  # fmt: skip
+
+
+def base_argv(clip_dir: Path, world_dir: Path, output_dir: Path, method: str = "tfvl") -> list[str]:
+    """Command-line flags of a tiny, fast training run."""
+    argv = [
+        "--method", method,
+        "--model_name_or_path", str(clip_dir),
+        "--data_dir", str(world_dir),
+        "--output_dir", str(output_dir),
+        "--num_frames", "4",
+        "--max_text_length", "16",
+        "--per_device_train_batch_size", "4",
+        "--per_device_eval_batch_size", "8",
+        "--learning_rate", "1e-2",
+        "--decode_timeout", "0",
+        "--report_to", "none",
+        "--disable_tqdm", "true",
+        "--eval_before_training", "false",
+    ]  # fmt: skip
+    for key, value in WORLD.items():
+        argv += [f"--{key}", str(value)]
+    return argv
