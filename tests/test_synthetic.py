@@ -274,8 +274,8 @@ def test_export_writes_readable_mp4_and_a_valid_manifest(tmp_path):
         assert row["order_pair_id"] == sample.order_pair_id and row["num_frames"] == 10
         decoded = _decode(row["video"])
         assert decoded.shape == (10, 64, 64, 3)
-        # H.264 / yuv420p is lossy, but not by much, and the captions stay true on the decoded pixels.
-        assert np.abs(decoded.astype(int) - sample.frames).mean() < 3.0
+        # H.264 / yuv420p is lossy (chroma is halved at coloured edges); the captions stay true on the decoded pixels.
+        assert np.abs(decoded.astype(int) - sample.frames).mean() < 5.0
         assert_caption_matches_frames(row["caption"], decoded)
 
 
