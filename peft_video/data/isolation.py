@@ -15,7 +15,9 @@ import os
 import signal
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,33 +28,34 @@ from .sampling import FrameSampling
 
 
 @dataclass(frozen=True)
-class DecodeRequest:
+class IsolatedCall:
+    """One unit of work for the helper: `function(*args)` about the file `path`. `function` must be importable by
+    name (a module-level function), and its result picklable without torch tensors (numpy is fine)."""
+
     path: str
-    sampling: FrameSampling
-    train: bool
-    seed: int | None
-    backend: str
+    function: Callable[..., Any]
+    args: tuple = ()
+
+
+def _decode_for_transfer(path: str, sampling: FrameSampling, train: bool, seed: int | None, backend: str):
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    video = decoding.decode_frames(path, sampling, train=train, generator=generator, backend=backend)
+    return video.frames.numpy(), video.mask.numpy(), video.indices, video.metadata
 
 
 def _serve(conn) -> None:
-    """Child loop: decode requests until the pipe closes. Frames travel as numpy arrays (plain pickling)."""
+    """Child loop: run calls until the pipe closes, answering ("ok", result) or ("error", path, reason)."""
     while True:
         try:
-            request: DecodeRequest = conn.recv()
+            call: IsolatedCall = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            generator = None
-            if request.seed is not None:
-                generator = torch.Generator().manual_seed(request.seed)
-            video = decoding.decode_frames(
-                request.path, request.sampling, train=request.train, generator=generator, backend=request.backend
-            )
-            conn.send(("ok", video.frames.numpy(), video.mask.numpy(), video.indices, video.metadata))
+            conn.send(("ok", call.function(*call.args)))
         except VideoDecodeError as err:
             conn.send(("error", err.path, err.reason))
         except Exception as err:  # keep serving: report anything else against the file
-            conn.send(("error", request.path, f"{type(err).__name__}: {err}"))
+            conn.send(("error", call.path, f"{type(err).__name__}: {err}"))
 
 
 _PARENT_ENDS: weakref.WeakSet = weakref.WeakSet()
@@ -158,11 +161,20 @@ class IsolatedDecoder:
     ) -> decoding.DecodedVideo:
         """Like `decoding.decode_frames`, but a hang becomes `DecodeTimeoutError`, a crash `DecoderCrashedError`."""
         path = str(path)
+        frames, mask, indices, metadata = self.call(
+            IsolatedCall(path, _decode_for_transfer, (path, sampling, train, seed, self.backend))
+        )
+        return decoding.DecodedVideo(torch.from_numpy(np.asarray(frames)), torch.from_numpy(np.asarray(mask)),
+                                     list(indices), metadata)
+
+    def call(self, call: IsolatedCall) -> Any:
+        """Run `call` in the helper; returns its result or raises `VideoDecodeError` (timeout, crash, failure)."""
+        path = call.path
         if self._process is None or not self._process.is_alive():
             self.close()
             self._start()
         try:
-            self._conn.send(DecodeRequest(path, sampling, train, seed, self.backend))
+            self._conn.send(call)
             ready = self._conn.poll(self.timeout)
             if not ready:
                 self.close()
@@ -177,9 +189,7 @@ class IsolatedDecoder:
             raise DecoderCrashedError(path, f"decoder process died (exit code {code})") from err
         if reply[0] == "error":
             raise VideoDecodeError(reply[1], reply[2])
-        _, frames, mask, indices, metadata = reply
-        return decoding.DecodedVideo(torch.from_numpy(np.asarray(frames)), torch.from_numpy(np.asarray(mask)),
-                                     list(indices), metadata)
+        return reply[1]
 
 
 def child_pid(decoder: IsolatedDecoder) -> int | None:
@@ -198,6 +208,20 @@ def decode_many(
 ):
     """Decode `paths` (evaluation positions) with `jobs` isolated helper processes; yields `(index, result)` in
     completion order, where `result` is a `DecodedVideo` or the `VideoDecodeError` that explains the failure."""
+    yield from run_many(paths, lambda decoder, path: decoder.decode(path, sampling), jobs=jobs, timeout=timeout,
+                        backend=backend)
+
+
+def run_many(
+    paths: list[str],
+    work_on: Callable[[IsolatedDecoder, str], Any],
+    *,
+    jobs: int = 2,
+    timeout: float = 60.0,
+    backend: str = "auto",
+):
+    """Apply `work_on(decoder, path)` to every path with `jobs` threads, each owning one `IsolatedDecoder`; yields
+    `(index, result or VideoDecodeError)` in completion order. Every path is reported exactly once."""
     import queue
     import threading
 
@@ -215,7 +239,7 @@ def decode_many(
                 except queue.Empty:
                     return
                 try:
-                    results.put((index, decoder.decode(path, sampling)))
+                    results.put((index, work_on(decoder, path)))
                 except VideoDecodeError as err:
                     results.put((index, err))
                 except Exception as err:  # never lose a file: report it against its path
