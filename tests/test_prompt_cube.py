@@ -154,6 +154,23 @@ def test_padded_frames_are_invisible_to_real_ones(clip, clip_config):
     torch.testing.assert_close(video_embeds(model, three, mask), video_embeds(model, other, mask))
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(clip_config):
+    captions, videos = random_captions(clip_config, 2), random_videos(clip_config, 2, 4)
+    grads = []
+    for checkpointing in (False, True):
+        clip = make_clip(clip_config)
+        if checkpointing:
+            clip.gradient_checkpointing_enable()
+            assert clip.vision_model.encoder.gradient_checkpointing
+        model = make_model(clip, caption_loss_weight=0.0).train()
+        torch.manual_seed(0)
+        model.base_model.video_layer.active_module().cube.data.normal_()
+        model(**captions, pixel_values=videos, return_loss=True).loss.backward()
+        grads.append(model.base_model.video_layer.active_module().cube.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0])
+
+
 def test_frame_counts_must_be_multiples_of_num_prompts():
     with pytest.raises(ValueError, match="num_frames=10 is not a multiple of num_prompts=6"):
         PromptCubeConfig(num_frames=10)
