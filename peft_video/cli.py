@@ -1,8 +1,9 @@
-"""The `peft-video` command line: `validate`, `cache` and `preprocess` for video datasets.
+"""The `peft-video` command line: `validate`, `cache`, `preprocess` and `benchmark` for video datasets.
 
     peft-video validate data/train.csv --strict
     peft-video cache data/test.csv --adapter-config out/adapter_config.json
     peft-video preprocess data/train.csv --out data/small --fps 6 --short-side 256
+    peft-video benchmark msrvtt --split test_1k --annotations msrvtt/anns --videos msrvtt/videos --out test.csv
 
 The only module of the library that parses arguments; everything it does is available as functions in
 `peft_video.data`.
@@ -143,6 +144,17 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 1 if args.strict and failures else 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from peft_video.data import build_benchmark, write_manifest
+
+    data, report = build_benchmark(args.name, args.annotations, args.videos, args.split,
+                                   missing="raise" if args.strict else "drop")
+    print(report)
+    write_manifest(data, args.out)
+    print(f"manifest with {len(data)} rows written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="peft-video", description="Video data tools for peft_video.")
@@ -172,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--crf", type=int, default=23, help="x264 quality (lower is better, larger)")
     preprocess.add_argument("--strict", action="store_true", help="exit 1 when a video could not be re-encoded")
     preprocess.set_defaults(run=_preprocess)
+
+    from peft_video.data.benchmarks import BENCHMARK_BUILDERS
+
+    benchmark = commands.add_parser("benchmark", help="write a manifest for a standard benchmark from its official "
+                                    "annotation files and a local video folder")
+    benchmark.add_argument("name", choices=sorted(BENCHMARK_BUILDERS))
+    benchmark.add_argument("--split", required=True, help="e.g. msrvtt: train_9k, test_1k; didemo: test")
+    benchmark.add_argument("--annotations", type=Path, required=True, help="folder with the official annotation files")
+    benchmark.add_argument("--videos", type=Path, required=True, help="folder with the videos (searched recursively)")
+    benchmark.add_argument("--out", type=Path, required=True, help="manifest to write (.csv or .jsonl)")
+    benchmark.add_argument("--strict", action="store_true", help="fail when an annotated video is missing")
+    benchmark.set_defaults(run=_benchmark)
     return parser
 
 
@@ -181,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # ManifestError is a ValueError
         print(f"peft-video {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,7 @@ Typical use (the training script builds this from an adapter config):
     print(errors)
 """
 
-# benchmarks imported below once written
+from .benchmarks import BENCHMARK_BUILDERS, BuildReport, build_benchmark
 from .cache import FrameCache, build_frame_cache, default_cache_dir
 from .collate import VideoTextCollator
 from .dataset import DataErrorSummary, FailedSample, VideoTextDataset
@@ -39,6 +39,9 @@ from .sampling import FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES, FrameSamp
 from .transforms import ClipFrameTransform
 
 __all__ = [
+    "BENCHMARK_BUILDERS",
+    "BuildReport",
+    "build_benchmark",
     "ClipFrameTransform",
     "DataErrorSummary",
     "DecodeTimeoutError",

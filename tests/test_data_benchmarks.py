@@ -1,0 +1,139 @@
+"""Benchmark builders on tiny annotation files written in each official format (no real dataset needed)."""
+
+import json
+import pickle
+
+import pytest
+
+from peft_video.cli import main
+from peft_video.data import BENCHMARK_BUILDERS, ManifestError, build_benchmark, load_manifest, unique_videos
+
+
+def _touch_videos(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"not decoded by the builders")
+
+
+@pytest.fixture
+def msrvtt(tmp_path):
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    videos = [{"video_id": f"video{i}", "split": s, "category": i % 3, "id": i}
+              for i, s in enumerate(["train", "train", "validate", "test", "test"])]
+    sentences = [{"video_id": f"video{i}", "caption": f"caption {j} of video {i}", "sen_id": 10 * i + j}
+                 for i in range(5) for j in range(3)]
+    (anns / "MSRVTT_data.json").write_text(json.dumps({"videos": videos, "sentences": sentences}))
+    (anns / "MSRVTT_train.9k.csv").write_text("video_id\nvideo0\nvideo1\nvideo2\n")
+    (anns / "MSRVTT_train.7k.csv").write_text("video_id\nvideo0\n")
+    (anns / "MSRVTT_JSFUSION_test.csv").write_text(
+        "key,vid_key,video_id,sentence\nret0,msr7020,video3,a man sings\nret1,msr7021,video4,a dog runs\n"
+    )
+    _touch_videos(tmp_path / "videos", ["video0.mp4", "video1.mp4", "video3.mp4", "video4.mp4"])  # video2 missing
+    return anns, tmp_path / "videos"
+
+
+def test_msrvtt_splits_and_counts(msrvtt):
+    anns, videos = msrvtt
+    data, report = build_benchmark("msrvtt", anns, videos, "test_1k")
+    assert data["video_id"] == ["video3", "video4"] and data["caption"] == ["a man sings", "a dog runs"]
+    assert report.expected_videos == 1000 and report.found_videos == 2 and not report.complete
+    data, report = build_benchmark("msrvtt", anns, videos, "train_9k")
+    assert report.annotated_videos == 3 and report.found_videos == 2 and report.missing_videos == ["video2"]
+    assert len(data) == 6 and "expected 9000" in str(report) and "missing videos: video2" in str(report)
+    index = unique_videos(data)
+    assert index.video_ids == ["video0", "video1"] and index.captions_per_video == [[0, 1, 2], [3, 4, 5]]
+    full_test, _ = build_benchmark("msrvtt", anns, videos, "test_full")
+    assert sorted(set(full_test["video_id"])) == ["video3", "video4"] and len(full_test) == 6
+    with pytest.raises(ManifestError, match="missing videos: video2"):
+        build_benchmark("msrvtt", anns, videos, "train_9k", missing="raise")
+
+
+def test_msvd_from_pickled_captions_and_split_lists(tmp_path):
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    raw = {"-4wsuPCjDBc_5_15": [["a", "cat", "plays"], ["a", "kitten", "plays"]], "abc_1_5": [["a", "man"]]}
+    (anns / "raw-captions.pkl").write_bytes(pickle.dumps(raw))
+    (anns / "test_list.txt").write_text("-4wsuPCjDBc_5_15\nabc_1_5\n")
+    _touch_videos(tmp_path / "YouTubeClips", ["-4wsuPCjDBc_5_15.avi", "abc_1_5.avi"])
+    data, report = build_benchmark("msvd", anns, tmp_path / "YouTubeClips", "test")
+    assert data["caption"] == ["a cat plays", "a kitten plays", "a man"]
+    assert data["video"][0].endswith("-4wsuPCjDBc_5_15.avi") and report.expected_videos == 670
+
+
+def test_didemo_builds_paragraphs(tmp_path):
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    entries = [{"video": "123@N00_456.mov", "description": "a girl jumps. ", "times": [[0, 0]]},
+               {"video": "123@N00_456.mov", "description": "she lands", "times": [[1, 1]]},
+               {"video": "789@N01_1.avi", "description": "a car turns", "times": [[2, 2]]}]
+    (anns / "test_data.json").write_text(json.dumps(entries))
+    _touch_videos(tmp_path / "videos", ["123@N00_456.mp4", "789@N01_1.mp4"])  # converted to mp4, as usual
+    data, report = build_benchmark("didemo", anns, tmp_path / "videos", "test")
+    assert data["caption"] == ["a girl jumps. she lands", "a car turns"]
+    assert data["sentences"] == [2, 1] and report.expected_videos == 1004 and report.found_videos == 2
+
+
+def test_activitynet_paragraphs_with_or_without_v_prefix(tmp_path):
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    data = {"v_QOlSCBRmfWY": {"duration": 82.7, "timestamps": [[0, 10], [10, 20]],
+                              "sentences": ["A woman dances. ", "She bows."]},
+            "v_ehGHCYKzyZ8": {"duration": 61.7, "timestamps": [[0, 5]], "sentences": ["A man runs."]}}
+    (anns / "val_1.json").write_text(json.dumps(data))
+    _touch_videos(tmp_path / "v", ["v_QOlSCBRmfWY.mp4", "ehGHCYKzyZ8.mkv"])
+    built, report = build_benchmark("activitynet", anns, tmp_path / "v", "val_1")
+    assert built["caption"] == ["A woman dances. She bows.", "A man runs."]
+    assert built["video"][1].endswith("ehGHCYKzyZ8.mkv") and report.expected_captions == 4917
+
+
+def test_lsmdc_tab_separated_with_movie_folders(tmp_path):
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    lines = ["0001_American_Beauty_00.00.51.926-00.00.54.129\t00.00.51.926\t00.00.54.129\t00.00.51.926\t"
+             "00.00.54.129\tSOMEONE walks.",
+             "0002_Movie_00.01.00.000-00.01.02.000\t0\t0\t0\t0\tSOMEONE smiles."]
+    (anns / "LSMDC16_challenge_1000_publictect.csv").write_text("\n".join(lines) + "\n")
+    _touch_videos(tmp_path / "clips", ["0001_American_Beauty/0001_American_Beauty_00.00.51.926-00.00.54.129.avi",
+                                       "0002_Movie/0002_Movie_00.01.00.000-00.01.02.000.avi"])
+    data, report = build_benchmark("lsmdc", anns, tmp_path / "clips", "test")
+    assert data["caption"] == ["SOMEONE walks.", "SOMEONE smiles."]
+    assert data["movie"] == ["0001_American_Beauty", "0002_Movie"] and report.found_videos == 2
+    (anns / "LSMDC16_annos_val.csv").write_text("only\ttwo\n")
+    with pytest.raises(ManifestError, match="line 1 has 2 tab-separated fields"):
+        build_benchmark("lsmdc", anns, tmp_path / "clips", "val")
+
+
+def test_vatex_english_captions(tmp_path):
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    entries = [{"videoID": "Ptf_2VRj-V0_000122_000132", "enCap": [f"en {i}" for i in range(10)], "chCap": ["zh"]}]
+    (anns / "vatex_validation_v1.0.json").write_text(json.dumps(entries))
+    _touch_videos(tmp_path / "vids", ["Ptf_2VRj-V0_000122_000132.mp4"])
+    data, report = build_benchmark("vatex", anns, tmp_path / "vids", "val")
+    assert len(data) == 10 and report.captions == 10 and report.expected_captions == 30000
+
+
+def test_builder_errors_name_what_is_wrong(msrvtt, tmp_path):
+    anns, videos = msrvtt
+    with pytest.raises(ValueError, match="unknown benchmark 'hmdb'"):
+        build_benchmark("hmdb", anns, videos, "test")
+    with pytest.raises(ValueError, match="no split 'test'"):
+        build_benchmark("msrvtt", anns, videos, "test")
+    with pytest.raises(FileNotFoundError, match="MSRVTT_data.json not found"):
+        build_benchmark("msrvtt", tmp_path, videos, "train_full")
+    with pytest.raises(FileNotFoundError, match="video folder not found"):
+        build_benchmark("msrvtt", anns, tmp_path / "nope", "test_1k")
+    assert set(BENCHMARK_BUILDERS) == {"msrvtt", "msvd", "didemo", "activitynet", "lsmdc", "vatex"}
+
+
+def test_benchmark_command_writes_a_loadable_manifest(msrvtt, tmp_path, capsys):
+    anns, videos = msrvtt
+    out = tmp_path / "test_1k.csv"
+    assert main(["benchmark", "msrvtt", "--split", "test_1k", "--annotations", str(anns), "--videos", str(videos),
+                 "--out", str(out)]) == 0
+    assert "expected 1000" in capsys.readouterr().out
+    assert load_manifest(out)["video_id"] == ["video3", "video4"]
+    assert main(["benchmark", "msrvtt", "--split", "train_9k", "--annotations", str(anns), "--videos", str(videos),
+                 "--out", str(out), "--strict"]) == 2
