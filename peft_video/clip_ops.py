@@ -139,6 +139,15 @@ def run_text_transformer(clip: CLIPModel, inputs_embeds: torch.Tensor) -> torch.
     return text.final_layer_norm(hidden)
 
 
+def special_token_ids(clip: CLIPModel) -> tuple[int, int]:
+    """(SOT, EOT) ids of the base tokenizer as CLIP's text config knows them (EOT is also CLIP's pad id). Legacy
+    configs (eos_token_id == 2) put SOT and EOT at the end of the vocabulary."""
+    text = clip.config.text_config
+    if text.eos_token_id == 2:
+        return text.vocab_size - 2, text.vocab_size - 1
+    return text.bos_token_id, text.eos_token_id
+
+
 def eot_positions(clip: CLIPModel, input_ids: torch.Tensor) -> torch.Tensor:
     """Index of the token CLIP pools for each caption, exactly as transformers' `CLIPTextModel` chooses it."""
     eos_token_id = text_tower(clip).config.eos_token_id

@@ -35,6 +35,10 @@ class VideoAdapterConfig(PeftConfig):
             Frame resolution (square, pixels). Filled from the base model when the adapter is created.
         max_text_length (`int`):
             Caption length in tokens, SOT and EOT included, that the adapter was trained with.
+        modules_to_save (`list[str]`, *optional*):
+            Base-model modules to train fully and save with the adapter, through peft's own `modules_to_save` (e.g.
+            `["vision_model", "text_model"]` for a method plus full fine-tuning, as Prompt Switch's paper does). The
+            video forward uses the trainable copies.
         base_model_dims (`dict`, *optional*):
             Shapes of the base CLIPModel the adapter was created on, recorded at creation and checked when the adapter
             is loaded onto a model, so that a mismatch fails with both shapes named instead of a bare size error.
@@ -53,6 +57,9 @@ class VideoAdapterConfig(PeftConfig):
         default=None, metadata={"help": "Frame resolution in pixels; filled from the base model at creation."}
     )
     max_text_length: int = field(default=32, metadata={"help": "Caption length in tokens (SOT and EOT included)."})
+    modules_to_save: list[str] | None = field(
+        default=None, metadata={"help": "Base-model modules to train fully and save with the adapter."}
+    )
     base_model_dims: dict[str, Any] | None = field(
         default=None, metadata={"help": "Base model shapes recorded at creation; checked at load time."}
     )
@@ -77,5 +84,7 @@ class VideoAdapterConfig(PeftConfig):
                     "frame_sampling='chunked_segments' needs a frame_chunk_size that divides num_frames; got "
                     f"frame_chunk_size={self.frame_chunk_size!r}, num_frames={self.num_frames}."
                 )
+        if self.modules_to_save is not None:
+            self.modules_to_save = list(self.modules_to_save)
         if self.max_text_length < 2:
             raise ValueError(f"max_text_length must be at least 2 (SOT and EOT), got {self.max_text_length}.")

@@ -313,6 +313,17 @@ class VideoTuner(BaseTuner):
         config.image_size = dims["image_size"]
 
     # -- adapter state ---------------------------------------------------------------------------------------------
+    @classmethod
+    def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
+        # peft strips the adapter name only right before a key's last component (`lora_A.default.weight`); ours sit
+        # after the ModuleDict (`tfvl_modules.default.frame_to_text.weight`). Stripping it there makes the adapter
+        # file independent of the name it was trained under, so it loads under any adapter_name.
+        modules = cls.tuner_layer_cls.adapter_layer_names[0]
+        marker = f"{ADAPTER_ATTRIBUTE}.{modules}.{adapter_name}."
+        if marker in key:
+            return key.replace(marker, f"{ADAPTER_ATTRIBUTE}.{modules}.", 1)
+        return super()._remove_adapter_name_from_key(key, adapter_name)
+
     @property
     def video_layer(self) -> VideoAdapterLayer:
         return getattr(self.model, ADAPTER_ATTRIBUTE)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peft_video import TFVLConfig
+from peft_video import PromptCubeConfig, TFVLConfig
 from peft_video.config import VideoAdapterConfig
 
 NUM_FRAMES = 4
 
 METHOD_CASES: dict[str, Callable[[], VideoAdapterConfig]] = {
     "tfvl": lambda: TFVLConfig(num_frames=NUM_FRAMES, text_temp_gate_init=0.5),
+    "prompt_cube": lambda: PromptCubeConfig(num_frames=NUM_FRAMES, num_prompts=2),
 }

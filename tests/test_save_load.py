@@ -126,3 +126,15 @@ def test_save_load_round_trip_in_process_keeps_every_tensor(saved):
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[n], got[n]) for n in expected)
     assert not any(p.requires_grad for p in loaded.parameters()), "from_pretrained loads for inference by default"
+
+
+def test_adapter_loads_under_another_adapter_name(saved):
+    """Saved keys carry no adapter name, so a file trained as "default" loads as any name, with nothing missing."""
+    tmp_path, model = saved
+    keys = load_file(tmp_path / "adapter" / "adapter_model.safetensors").keys()
+    assert not any(".default." in key for key in keys)
+    loaded = PeftModel.from_pretrained(make_clip(tiny_clip_config()), tmp_path / "adapter", adapter_name="other")
+    expected = {n.replace(".default.", "."): p for n, p in model.named_parameters() if "video_adapter" in n}
+    got = {n.replace(".other.", "."): p for n, p in loaded.named_parameters() if "video_adapter" in n}
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[n], got[n]) for n in expected)

@@ -126,10 +126,6 @@ class PromptCubeConfig(VideoAdapterConfig):
     save_captioner: bool = field(
         default=False, metadata={"help": "Also write the captioner into the adapter that save_pretrained publishes."}
     )
-    modules_to_save: list[str] | None = field(
-        default=None,
-        metadata={"help": "Base-model modules to train fully and save with the adapter (e.g. the two towers)."},
-    )
 
     def __post_init__(self) -> None:
         self.peft_type = PeftType.PROMPT_CUBE
@@ -159,5 +155,3 @@ class PromptCubeConfig(VideoAdapterConfig):
             raise ValueError(f"frequent_word_weight must be >= 0, got {self.frequent_word_weight}.")
         if self.frequent_token_ids is not None:
             self.frequent_token_ids = [int(i) for i in self.frequent_token_ids]
-        if self.modules_to_save is not None:
-            self.modules_to_save = list(self.modules_to_save)

@@ -37,18 +37,11 @@ def prompt_switch_layer(
     return hidden + layer.mlp(layer.layer_norm2(hidden))
 
 
-def _eos_token_id(clip: CLIPModel) -> int:
-    """The EOT id (also CLIP's pad id); legacy configs (eos_token_id == 2) put EOT last in the vocabulary."""
-    text = clip.config.text_config
-    return text.vocab_size - 1 if text.eos_token_id == 2 else text.eos_token_id
-
-
 def _default_frequent_token_ids(clip: CLIPModel) -> list[int]:
     text = clip.config.text_config
     if text.vocab_size == CLIP_VOCAB_SIZE:
         return list(CLIP_FREQUENT_TOKEN_IDS)
-    eos = _eos_token_id(clip)
-    bos = text.vocab_size - 2 if text.eos_token_id == 2 else text.bos_token_id
+    bos, eos = clip_ops.special_token_ids(clip)
     logger.warning(
         "PromptCubeConfig.frequent_token_ids is unset and the base model's vocabulary (%d tokens) is not CLIP's BPE "
         "vocabulary: only SOT (%d) and EOT (%d) get frequent_word_weight in the caption loss. Pass "
@@ -107,7 +100,7 @@ class CaptionDecoder(nn.Module):
         weights = torch.ones(vocab)
         weights[torch.tensor(ids, dtype=torch.long)] = config.frequent_word_weight
         self.register_buffer("class_weights", weights, persistent=False)
-        self.eos_token_id = _eos_token_id(clip)
+        self.eos_token_id = clip_ops.special_token_ids(clip)[1]
 
     def forward(
         self, clip: CLIPModel, tokens: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor | None

@@ -37,16 +37,6 @@ class PromptCubeModel(VideoTuner):
     tuner_layer_cls = PromptCubeLayer
 
     @classmethod
-    def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
-        # peft strips the adapter name only right before the last key component (`lora_A.default.weight`); our
-        # adapter modules are nested (`prompt_cube_modules.default.readout.out_proj.weight`), so strip it after the
-        # ModuleDict name, making the file independent of the adapter name it was trained under
-        marker = f"{PromptCubeLayer.adapter_layer_names[0]}.{adapter_name}."
-        if marker in key:
-            return key.replace(marker, f"{PromptCubeLayer.adapter_layer_names[0]}.", 1)
-        return super()._remove_adapter_name_from_key(key, adapter_name)
-
-    @classmethod
     def _get_adapter_state_dict(
         cls,
         model: nn.Module,

@@ -13,14 +13,6 @@ from ...modeling import VideoAdapterLayer, VideoAdapterModule, VideoModelOutput
 from .config import TFVLConfig
 
 
-def _special_token_ids(clip: CLIPModel) -> tuple[int, int]:
-    """(SOT, EOT) ids of the base tokenizer, as CLIP's text config knows them."""
-    text_config = clip.config.text_config
-    if text_config.eos_token_id == 2:  # legacy configs: EOT is the last id of the vocabulary, SOT the one before
-        return text_config.vocab_size - 2, text_config.vocab_size - 1
-    return text_config.bos_token_id, text_config.eos_token_id
-
-
 class TFVLModule(VideoAdapterModule):
     """One TFVL adapter.
 
@@ -37,7 +29,7 @@ class TFVLModule(VideoAdapterModule):
         super().__init__(config, clip)
         vision, text = clip.config.vision_config, clip.config.text_config
         num_layers = vision.num_hidden_layers
-        self.sot_id, self.eot_id = _special_token_ids(clip)
+        self.sot_id, self.eot_id = clip_ops.special_token_ids(clip)
         self.text_positions = text.max_position_embeddings
 
         self.joint_layers: list[int] = []
