@@ -253,3 +253,31 @@ def test_epoch_seeded_dataset_draws_depend_only_on_seed_epoch_and_index():
     torch.testing.assert_close(data[2], first, rtol=0, atol=0)
     data.set_epoch(1)
     assert not torch.equal(data[2], first)
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "examples" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_parses_and_names_a_valid_method_setup(train, config):
+    from cli_config import parse_args
+
+    from peft_video.training import BASELINES, build_method_config
+
+    model_args, data_args, train_args = parse_args(train.ALL_ARGUMENTS, ["--config", str(config)])
+    if model_args.method not in BASELINES:
+        fields = {**(model_args.method_config or {}), "num_frames": data_args.num_frames}
+        assert build_method_config(model_args.method, fields).num_frames == data_args.num_frames
+    train.metric_key(train_args.metric_for_best_model)
+    train.resolve_mixed_precision(train_args)
+
+
+@pytest.mark.parametrize("method", ["dgl", "prompt_cube"])
+def test_other_methods_train_through_the_same_script(train, assets, tmp_path, method):
+    from peft_video.training import available_methods
+
+    if method not in available_methods():
+        pytest.skip(f"{method} is not importable in this installation")
+    argv = argv_for(assets, tmp_path / method, method=method) + ["--max_steps", "1", "--eval_steps", "1"]
+    if method == "prompt_cube":  # num_frames (4) must be a multiple of num_prompts
+        argv += ["--method_config", '{"num_prompts": 2}']
+    metrics = train.main(argv)
+    assert metrics["steps"] == 1 and (tmp_path / method / "adapter_model.safetensors").is_file()
+    assert json.loads((tmp_path / method / "adapter_config.json").read_text())["peft_type"] == method.upper()
