@@ -1,7 +1,8 @@
 """Command-line parsing shared by `train.py` and `evaluate.py`: dataclasses read by `transformers.HfArgumentParser`
 from a YAML or JSON file (`--config FILE`), with command-line flags overriding the file's values.
 
-Mapping fields (`MAPPING_FIELDS`: `method_config`) take a JSON object on the command line, merged key by key over the file's.
+Mapping fields (`MAPPING_FIELDS`: `method_config`) take a JSON object on the command line, merged key by key over
+the file's.
 An unknown key in the file or an unknown flag is an error that names it and suggests the closest field.
 """
 

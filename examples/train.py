@@ -255,6 +255,8 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ValueError(f"warmup_ratio must be in [0, 1), got {train_args.warmup_ratio}")
     resolve_mixed_precision(train_args)
     metric_key(train_args.metric_for_best_model)
+    if train_args.push_to_hub and model_args.method == "zero_shot":
+        raise ValueError("push_to_hub: the zero_shot baseline trains nothing, there is nothing to upload")
     return adapter_config
 
 
@@ -834,6 +836,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
     }
     if accelerator.is_main_process:
         save_final(network, output_dir, metrics, model_args, data_args, train_args, dataset_name, global_batch)
+        if method == "full_finetune":  # a whole CLIPModel folder: make it loadable on its own
+            save_preprocessing(output_dir, tokenizer, model_name)
         if train_args.push_to_hub:
             push(network, output_dir, train_args)
     accelerator.wait_for_everyone()
@@ -937,6 +941,13 @@ def save_final(network, output_dir, metrics, model_args, data_args, train_args, 
     save_model(network, output_dir)
     (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
     print(f"saved {model_args.method} to {output_dir} with {METRICS_NAME}")
+
+
+def save_preprocessing(output_dir: Path, tokenizer, model_name: str) -> None:
+    """Tokenizer and image processor beside a fine-tuned CLIPModel, as in any Hugging Face model folder."""
+    tokenizer.save_pretrained(output_dir)
+    if (Path(model_name) / "preprocessor_config.json").is_file():
+        shutil.copyfile(Path(model_name) / "preprocessor_config.json", output_dir / "preprocessor_config.json")
 
 
 def push(network, output_dir: Path, train_args: TrainArguments):

@@ -106,3 +106,7 @@ class MeanPoolingCLIP(nn.Module):
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Write the (fine-tuned) CLIPModel as a standard Hugging Face folder."""
         self.clip.save_pretrained(save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload the (fine-tuned) CLIPModel with transformers' own `push_to_hub`."""
+        return self.clip.push_to_hub(repo_id, **kwargs)

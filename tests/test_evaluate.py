@@ -114,7 +114,14 @@ def test_multi_caption_split_encodes_each_video_once(evaluate, assets, tmp_path,
     monkeypatch.setattr(PeftModelForVideoTextRetrieval, "get_video_features", count_videos)
     monkeypatch.setattr(PeftModelForVideoTextRetrieval, "get_text_features", count_texts)
     argv = ["--adapter_name_or_path", str(assets.adapter), "--dataset", "manifest", "--manifest", str(manifest)]
-    argv += ["--output_file", str(tmp_path / "out.json"), "--per_device_eval_batch_size", "3", "--disable_tqdm", "true"]
+    argv += [
+        "--output_file",
+        str(tmp_path / "out.json"),
+        "--per_device_eval_batch_size",
+        "3",
+        "--disable_tqdm",
+        "true",
+    ]
     argv += ["--decode_timeout", "0"]
     metrics = evaluate.main(argv)["metrics"]
     assert seen == {"videos": len(test_rows), "texts": 2 * len(test_rows)}
@@ -133,7 +140,9 @@ def test_base_model_not_found_names_it_and_base_model_overrides(evaluate, assets
     config_path.write_text(json.dumps(config))
     with pytest.raises(OSError, match=r"the base model of adapter .* cannot be found: .*gone/clip.*--base_model"):
         evaluate.main(["--adapter_name_or_path", str(moved)] + data_argv(assets))
-    result = evaluate.main(["--adapter_name_or_path", str(moved), "--base_model", str(assets.clip)] + data_argv(assets))
+    result = evaluate.main(
+        ["--adapter_name_or_path", str(moved), "--base_model", str(assets.clip)] + data_argv(assets)
+    )
     assert result["base_model"] == str(assets.clip)
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import REPO, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import REPO, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
 
 # 16 training pairs in batches of 4: 4 steps per epoch, so 6 steps cross an epoch boundary and a checkpoint at step 3
 # sits in the middle of an epoch.
@@ -106,7 +106,9 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(train, asset
     assert train.main(argv_for(assets, out) + RESUME_ARGS + ["--stop_after_steps", "5"]) == {"stopped_at": 5}
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint-3"]
     checkpoint_weights = load_file(out / "checkpoints" / "checkpoint-3" / "model.safetensors")
-    assert checkpoint_weights and all("video_adapter" in k for k in checkpoint_weights), "checkpoint holds base weights"
+    assert checkpoint_weights and all("video_adapter" in k for k in checkpoint_weights), (
+        "checkpoint holds base weights"
+    )
     assert len(read_losses(out)) == 5
 
     # a fresh start in a folder that holds checkpoints is refused (nothing is overwritten by accident)
@@ -128,7 +130,9 @@ def test_resume_refuses_a_checkpoint_of_another_method_or_base_model(train, asse
     checkpoint = str(uninterrupted.output_dir / "checkpoints" / "checkpoint-6")
     out = assets.root / "other"
     with pytest.raises(ValueError, match="method: checkpoint 'tfvl' vs this run 'full_finetune'"):
-        train.main(argv_for(assets, out, method="full_finetune") + RESUME_ARGS + ["--resume_from_checkpoint", checkpoint])
+        train.main(
+            argv_for(assets, out, method="full_finetune") + RESUME_ARGS + ["--resume_from_checkpoint", checkpoint]
+        )
     other_clip = assets.root / "other_clip"
     shutil.copytree(assets.clip, other_clip, dirs_exist_ok=True)
     argv = argv_for(assets, out) + RESUME_ARGS + ["--resume_from_checkpoint", checkpoint]
@@ -151,21 +155,28 @@ def test_baselines_zero_shot_and_full_finetune(train, assets):
     tuned, original = CLIPModel.from_pretrained(out), CLIPModel.from_pretrained(assets.clip)
     changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, original.state_dict()[n])]
     assert changed and "logit_scale" not in changed
+    # the saved folder stands alone (tokenizer included): evaluate.py scores it with the numbers training reported
+    argv = ["--adapter_name_or_path", str(out), "--num_frames", "4", "--max_text_length", "16"]
+    argv += ["--data_dir", str(assets.world), "--decode_timeout", "0", "--disable_tqdm", "true"]
+    argv += [f"--{key}={value}" for key, value in WORLD.items()]
+    evaluated = load_script("evaluate").main(argv)
+    assert evaluated["method"] == "full_finetune"
+    assert evaluated["metrics"]["text_to_video"] == pytest.approx(metrics["test"]["text_to_video"])
 
 
-@pytest.mark.parametrize(
-    ("extra", "error", "match"),
-    [
-        (["--method", "tfvll"], ValueError, r"unknown method 'tfvll'; known methods: \[.*'tfvl'.*did you mean 'tfvl'"),
-        (["--method_config", '{"text_temp_tokens": 3}'], ValueError, r"TFVLConfig has no field\(s\) \['text_temp_tokens'\]"),
-        (["--dataset", "msrvtt"], ValueError, r"unknown dataset 'msrvtt'; known datasets"),
-        (["--learning_rat", "1e-3"], ValueError, r"unknown command-line flag\(s\) 'learning_rat' \(did you mean 'learning_rate'"),
-        (["--method", "zero_shot", "--method_config", '{"num_frames": 4}'], ValueError, "baseline"),
-        (["--validation_split", "test"], ValueError, "never see the test split"),
-    ],
-)  # fmt: skip
-def test_bad_configuration_fails_before_any_work(train, assets, tmp_path, extra, error, match):
-    with pytest.raises(error, match=match):
+BAD_CONFIGURATIONS = [
+    (["--method", "tfvll"], r"unknown method 'tfvll'; known methods: \[.*'tfvl'.*did you mean 'tfvl'"),
+    (["--method_config", '{"text_temp_tokens": 3}'], r"TFVLConfig has no field\(s\) \['text_temp_tokens'\]"),
+    (["--dataset", "msrvtt"], r"unknown dataset 'msrvtt'; known datasets"),
+    (["--learning_rat", "1e-3"], r"unknown command-line flag\(s\) 'learning_rat' \(did you mean 'learning_rate'"),
+    (["--method", "zero_shot", "--method_config", '{"num_frames": 4}'], "baseline"),
+    (["--validation_split", "test"], "never see the test split"),
+]
+
+
+@pytest.mark.parametrize(("extra", "match"), BAD_CONFIGURATIONS)
+def test_bad_configuration_fails_before_any_work(train, assets, tmp_path, extra, match):
+    with pytest.raises(ValueError, match=match):
         train.main(argv_for(assets, tmp_path / "out") + extra)
     assert not (tmp_path / "out").exists()
 
@@ -181,9 +192,7 @@ def test_empty_split_fails_before_the_model_loads(train, assets, tmp_path):
     manifest = tmp_path / "manifest.jsonl"
     rows = [json.loads(line) for line in (assets.world / "manifest.jsonl").read_text().splitlines()]
     video_dir = assets.world.resolve()
-    lines = [
-        json.dumps({**row, "video": str(video_dir / row["video"])}) for row in rows if row["split"] != "val"
-    ]
+    lines = [json.dumps({**row, "video": str(video_dir / row["video"])}) for row in rows if row["split"] != "val"]
     manifest.write_text("\n".join(lines) + "\n")
     argv = argv_for(assets, tmp_path / "out") + ["--dataset", "manifest", "--manifest", str(manifest)]
     argv += ["--model_name_or_path", str(tmp_path / "no_such_model")]  # never reached: the split fails first

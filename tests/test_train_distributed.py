@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from train_fixtures import EXAMPLES, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import EXAMPLES, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
 
 ODD_EVAL_ROWS = "7"
 
@@ -57,9 +57,21 @@ def test_two_processes_train_and_log_the_global_batch(trained):
 
 def test_two_process_evaluation_counts_each_sample_once_and_matches_one_process(trained):
     root, _, out, _ = trained
-    common = ["--adapter_name_or_path", str(out), "--data_dir", str(root / "world"), "--max_eval_samples",
-              ODD_EVAL_ROWS, "--per_device_eval_batch_size", "2", "--decode_timeout", "0", "--disable_tqdm", "true",
-              "--world_num_train", "16", "--world_num_val", "8", "--world_num_test", "8", "--world_num_frames", "4"]  # fmt: skip
+    common = [
+        "--adapter_name_or_path",
+        str(out),
+        "--data_dir",
+        str(root / "world"),
+        "--max_eval_samples",
+        ODD_EVAL_ROWS,
+        "--per_device_eval_batch_size",
+        "2",
+        "--decode_timeout",
+        "0",
+        "--disable_tqdm",
+        "true",
+    ]
+    common += [f"--{key}={value}" for key, value in WORLD.items()]
     result = launch("evaluate.py", common + ["--output_file", str(root / "two.json")], port=29532)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     two = json.loads((root / "two.json").read_text())
