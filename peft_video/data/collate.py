@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from .dataset import FailedSample
 
@@ -35,8 +36,9 @@ class VideoTextCollator:
         batch: dict[str, Any] = {"errors": errors, "batch_size": len(good)}
         if not good:
             return batch
-        batch["pixel_values"] = torch.stack([s["pixel_values"] for s in good])
-        batch["video_mask"] = torch.stack([s["video_mask"] for s in good])
+        # default_collate stacks straight into shared memory inside DataLoader workers (one copy fewer per batch).
+        batch["pixel_values"] = default_collate([s["pixel_values"] for s in good])
+        batch["video_mask"] = default_collate([s["video_mask"] for s in good])
         batch["video_id"] = [s["video_id"] for s in good]
         batch["caption"] = [s["caption"] for s in good]
         batch["video"] = [s["video"] for s in good]
