@@ -154,3 +154,9 @@ def test_decode_many_reports_every_file_once(library):
     assert sorted(results) == [0, 1, 2, 3]
     assert not isinstance(results[0], Exception) and not isinstance(results[3], Exception)
     assert isinstance(results[1], VideoDecodeError) and isinstance(results[2], VideoDecodeError)
+
+
+def test_oversized_frames_are_refused_before_decoding(library):
+    with pytest.raises(VideoDecodeError, match=r"frame size 64x48 exceeds max_frame_pixels=1000"):
+        decode_frames(library["h264"], FrameSampling(num_frames=2), max_frame_pixels=1000)
+    assert decode_frames(library["h264"], FrameSampling(num_frames=2), max_frame_pixels=None).mask.all()

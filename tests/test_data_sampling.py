@@ -84,3 +84,13 @@ def test_from_config_reads_adapter_config_fields_and_rejects_bad_values():
         FrameSampling(frame_sampling="uniform")
     with pytest.raises(ValueError, match="short_video_policy"):
         FrameSampling(short_video_policy="loop")
+
+
+def test_from_config_reads_a_real_adapter_config():
+    from peft_video.config import VideoAdapterConfig
+
+    config = VideoAdapterConfig(num_frames=8, frame_sampling="chunked_segments", frame_chunk_size=4, image_size=224)
+    sampling = FrameSampling.from_config(config)
+    assert (sampling.num_frames, sampling.frame_sampling, sampling.frame_chunk_size, sampling.image_size) == (
+        8, "chunked_segments", 4, 224)
+    assert sampling.short_video_policy == "pad"

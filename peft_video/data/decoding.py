@@ -306,6 +306,30 @@ def backend_chain(backend: str = "auto") -> list[str]:
     return chain
 
 
+DEFAULT_MAX_FRAME_PIXELS = 4096 * 2304
+"""Frame-size limit of `decode_frames` (a little above 4K UHD, 3840 x 2160)."""
+
+
+def _check_frame_size(path: str, max_frame_pixels: int) -> None:
+    """Refuse oversized frames using the header only (PyAV; skipped when PyAV is absent or cannot parse the file,
+    in which case the decoders report the file themselves)."""
+    try:
+        import av
+
+        with av.open(path, metadata_errors="replace") as container:
+            if not container.streams.video:
+                return
+            context = container.streams.video[0].codec_context
+            width, height = int(context.width or 0), int(context.height or 0)
+    except Exception:
+        return
+    if width * height > max_frame_pixels:
+        raise VideoDecodeError(
+            path, f"frame size {width}x{height} exceeds max_frame_pixels={max_frame_pixels}; re-encode it smaller, "
+            "e.g. `peft-video preprocess MANIFEST --out DIR --short-side 256`"
+        )
+
+
 @dataclass(frozen=True)
 class DecodedVideo:
     """Frames sampled from one video. `frames` uint8 [T, H, W, 3]; `mask` bool [T] (True = real frame, first)."""
@@ -324,9 +348,12 @@ def decode_frames(
     generator: torch.Generator | None = None,
     backend: str = "auto",
     fallback: bool = True,
+    max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
 ) -> DecodedVideo:
     """Open `path`, sample `sampling.num_frames` indices and decode them, falling back across backends.
 
+    Videos whose frames exceed `max_frame_pixels` (width x height, from the container header) are refused before any
+    frame is decoded: T frames of an 8K video would take gigabytes in a worker. None disables the check.
     Raises `VideoDecodeError` naming the file and every backend's reason when no backend can decode it.
     """
     path = str(path)
@@ -334,6 +361,8 @@ def decode_frames(
         raise VideoDecodeError(path, "file not found" if not os.path.exists(path) else "not a regular file")
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(path, "file is empty (0 bytes)")
+    if max_frame_pixels is not None:
+        _check_frame_size(path, max_frame_pixels)
     chain = backend_chain(backend)
     if not fallback:
         chain = chain[:1]
