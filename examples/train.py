@@ -488,22 +488,65 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return run(model_args, data_args, train_args)
 
 
+@dataclass
+class Run:
+    """Everything one training run works with, built once by `prepare_run` before any step."""
+
+    model_args: ModelArguments
+    data_args: DataArguments
+    train_args: TrainArguments
+    accelerator: Any
+    adapter_config: Any
+    model: Any
+    model_name: str
+    tokenizer: Any
+    splits: dict[str, Any]
+    dataset_name: str
+    context: dict[str, Any]
+    summary: dict[str, Any]
+    identity: dict[str, Any]
+    checkpoint: Path | None
+    trackers: list[str] | str
+
+    @property
+    def method(self) -> str:
+        return self.model_args.method
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.train_args.output_dir)
+
+    @property
+    def global_batch(self) -> int:
+        return self.summary["global_batch_size"]
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> dict[str, Any]:
+    """Check, evaluate zero-shot, train, select on validation, test once, save (see the module docstring)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logger.setLevel(logging.INFO)
+    current = prepare_run(model_args, data_args, train_args)
+    if current.method == "zero_shot":
+        return finish_zero_shot(current)
+    return train(current)
+
+
+def prepare_run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> Run:
+    """Validate the settings, then load data (a bad split fails before any weight is loaded), the base model and the
+    method, and check a resume folder against this run's identity."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
     import peft_video  # noqa: F401  (registers the methods with peft)
+    from peft_video.data import FrameSampling
+    from peft_video.training import count_parameters
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logger.setLevel(logging.INFO)
     adapter_config = validate_arguments(model_args, data_args, train_args)
     method = model_args.method
     output_dir = Path(train_args.output_dir)
-    mixed_precision = resolve_mixed_precision(train_args)
     trackers = [] if train_args.report_to in ("none", "", None) else train_args.report_to.split(",")
     if train_args.report_to == "all":
         trackers = "all"
-
     checkpoint = None
     if train_args.resume_from_checkpoint:
         checkpoint = find_checkpoint(output_dir, train_args.resume_from_checkpoint)
@@ -515,17 +558,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
 
     accelerator = Accelerator(
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
-        mixed_precision=mixed_precision,
+        mixed_precision=resolve_mixed_precision(train_args),
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
-    if train_args.overwrite_output_dir and checkpoint is None and accelerator.is_main_process:
-        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
-        shutil.rmtree(output_dir / BEST_DIR, ignore_errors=True)
     set_seed(train_args.seed)
-    progress = not train_args.disable_tqdm
-
-    # data first: a bad split fails before any weight is loaded
     splits, dataset_name, manifest = load_splits(data_args, accelerator, need_train=method != "zero_shot")
     clip, model_name = load_base_model(model_args.model_name_or_path)
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_name)
@@ -535,9 +572,6 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
     model = build_model(model_args, data_args, adapter_config, clip)
     if train_args.gradient_checkpointing:
         base_clip(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-    from peft_video.data import DataErrorSummary, FrameSampling, VideoTextCollator, VideoTextDataset
-    from peft_video.training import EpochSeededDataset, count_parameters, parameter_groups
 
     sampling = FrameSampling.from_config(adapter_config or {"num_frames": data_args.num_frames}, image_size=image_size)
     context = {
@@ -549,35 +583,35 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
         "num_workers": train_args.dataloader_num_workers,
         "backend": data_args.video_backend,
         "decode_timeout": data_args.decode_timeout or None,
-        "progress": progress,
+        "progress": not train_args.disable_tqdm,
         "subset_columns": data_args.subset_columns,
         "dsl_temperature": train_args.dsl_temperature,
     }
-    parameters = count_parameters(model)
     world = accelerator.num_processes
-    global_batch = train_args.per_device_train_batch_size * world * train_args.gradient_accumulation_steps
-    run_identity = {
+    identity = {
         "method": method,
         "base_model": model_name,
-        "adapter_config": adapter_config.to_dict() if adapter_config is not None else None,
+        # a json round trip: what run_state.json holds and will be compared against
+        "adapter_config": json.loads(json.dumps(adapter_config.to_dict(), default=str)) if adapter_config else None,
         "num_processes": world,
         "per_device_train_batch_size": train_args.per_device_train_batch_size,
         "gradient_accumulation_steps": train_args.gradient_accumulation_steps,
         "seed": train_args.seed,
         "dataset": dataset_name,
     }
-    if run_identity["adapter_config"] is not None:  # json round trip: what run_state.json will compare against
-        run_identity["adapter_config"] = json.loads(json.dumps(run_identity["adapter_config"], default=str))
-    resume_state = None
     if checkpoint is not None:
-        resume_state = json.loads((checkpoint / RUN_STATE_NAME).read_text())
-        check_resume_state(resume_state, run_identity, checkpoint)
+        check_resume_state(json.loads((checkpoint / RUN_STATE_NAME).read_text()), identity, checkpoint)
+    elif train_args.overwrite_output_dir and accelerator.is_main_process:
+        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        shutil.rmtree(output_dir / BEST_DIR, ignore_errors=True)
 
     split_names = {
         "train": data_args.train_split,
         "validation": data_args.validation_split,
         "test": data_args.test_split,
     }
+    parameters = count_parameters(model)
+    global_batch = train_args.per_device_train_batch_size * world * train_args.gradient_accumulation_steps
     summary = {
         "method": method,
         "base_model": model_name,
@@ -597,70 +631,82 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
         f"({train_args.per_device_train_batch_size} per device × {world} × {train_args.gradient_accumulation_steps} "
         f"accumulation)"
     )
-
-    if method == "zero_shot":
-        return finish_zero_shot(model, splits, context, accelerator, summary, output_dir, dataset_name)
-
-    # -- training setup ------------------------------------------------------------------------------------------
-    train_dataset = VideoTextDataset(
-        splits["train"], sampling, context["transform"], train=True, backend=data_args.video_backend,
-        on_error=data_args.on_error, decode_timeout=data_args.decode_timeout or None, cache=data_args.frame_cache,
+    return Run(
+        model_args, data_args, train_args, accelerator, adapter_config, model, model_name, tokenizer, splits,
+        dataset_name, context, summary, identity, checkpoint, trackers,
     )  # fmt: skip
-    train_items = EpochSeededDataset(train_dataset, train_args.seed)
-    sampler = EpochPermutation(len(train_items), train_args.seed)
-    train_loader = torch.utils.data.DataLoader(
-        train_items,
-        batch_size=train_args.per_device_train_batch_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=train_args.dataloader_num_workers,
-        collate_fn=VideoTextCollator(tokenizer, max_text_length=data_args.max_text_length),
-    )
-    optimizer = torch.optim.AdamW(
-        parameter_groups(
-            model,
-            learning_rate=train_args.learning_rate,
-            other_learning_rate=model_args.backbone_learning_rate,
-            weight_decay=train_args.weight_decay,
-        ),
-        betas=(train_args.adam_beta1, train_args.adam_beta2),
-        eps=train_args.adam_epsilon,
-    )
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    if len(train_loader) == 0:
-        raise ValueError(
-            f"the training split has {len(train_items)} rows: fewer than one global batch "
-            f"({train_args.per_device_train_batch_size} × {world} processes); lower per_device_train_batch_size"
-        )
-    updates_per_epoch = math.ceil(len(train_loader) / train_args.gradient_accumulation_steps)
-    if train_args.max_steps > 0:
-        max_steps = train_args.max_steps
-    else:
-        max_steps = max(1, math.ceil(train_args.num_train_epochs * updates_per_epoch))
-    summary["epochs"] = round(max_steps / updates_per_epoch, 2)
+
+
+@dataclass
+class Training:
+    """The prepared objects and the resumable state of the optimisation."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    loader: Any
+    items: Any
+    max_steps: int
+    updates_per_epoch: int
+    state: dict[str, Any]
+
+
+def build_training(current: Run) -> Training:
+    """Training data (order and frame jitter functions of seed, epoch and sample), AdamW with learning-rate groups,
+    warmup + schedule, everything prepared by Accelerate; checkpoints keep only the trainable weights."""
     from transformers import get_scheduler
 
+    from peft_video.data import VideoTextCollator, VideoTextDataset
+    from peft_video.training import EpochSeededDataset, parameter_groups
+
+    args, data_args, accelerator = current.train_args, current.data_args, current.accelerator
+    dataset = VideoTextDataset(
+        current.splits["train"], current.context["sampling"], current.context["transform"], train=True,
+        backend=data_args.video_backend, on_error=data_args.on_error, decode_timeout=data_args.decode_timeout or None,
+        cache=data_args.frame_cache,
+    )  # fmt: skip
+    items = EpochSeededDataset(dataset, args.seed)
+    loader = torch.utils.data.DataLoader(
+        items,
+        batch_size=args.per_device_train_batch_size,
+        sampler=EpochPermutation(len(items), args.seed),
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+        collate_fn=VideoTextCollator(current.tokenizer, max_text_length=data_args.max_text_length),
+    )
+    groups = parameter_groups(
+        current.model,
+        learning_rate=args.learning_rate,
+        other_learning_rate=current.model_args.backbone_learning_rate,
+        weight_decay=args.weight_decay,
+    )
+    optimizer = torch.optim.AdamW(groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+    model, optimizer, loader = accelerator.prepare(current.model, optimizer, loader)
+    if len(loader) == 0:
+        raise ValueError(
+            f"the training split has {len(items)} rows: fewer than one global batch "
+            f"({args.per_device_train_batch_size} × {accelerator.num_processes} processes); lower "
+            "per_device_train_batch_size"
+        )
+    updates_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    max_steps = args.max_steps if args.max_steps > 0 else max(1, math.ceil(args.num_train_epochs * updates_per_epoch))
     scheduler = get_scheduler(
-        train_args.lr_scheduler_type,
+        args.lr_scheduler_type,
         optimizer=optimizer,
-        num_warmup_steps=math.ceil(train_args.warmup_ratio * max_steps),
+        num_warmup_steps=math.ceil(args.warmup_ratio * max_steps),
         num_training_steps=max_steps,
     )
     # stepped by hand once per optimizer step (a prepared scheduler would step once per process)
     accelerator.register_for_checkpointing(scheduler)
-    trainable_names = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    trainable = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
 
     def keep_trainable_weights(models, weights, _output_dir):
         # checkpoints hold what training changes (an adapter of a few MB), not the frozen base model
         for i, weights_i in enumerate(weights):
-            weights[i] = {k: v for k, v in weights_i.items() if _strip_module(k) in trainable_names}
+            weights[i] = {k: v for k, v in weights_i.items() if _strip_module(k) in trainable}
 
     accelerator.register_save_state_pre_hook(keep_trainable_weights)
-
-    eval_steps = train_args.eval_steps or updates_per_epoch
-    save_steps = train_args.save_steps or eval_steps
-    higher_better = greater_is_better(train_args)
-    direction, metric_name = metric_key(train_args.metric_for_best_model)
+    current.summary.update(max_steps=max_steps, epochs=round(max_steps / updates_per_epoch, 2))
     state = {
         "global_step": 0,
         "epoch": 0,
@@ -671,76 +717,86 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
         "zero_shot": None,
         "evaluations": [],
         "train_time_s": 0.0,
-        **run_identity,
+        **current.identity,
     }
-    summary["max_steps"] = max_steps
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    if trackers:
-        tracker_config = {
-            k: v
-            for k, v in {**asdict(model_args), **asdict(data_args), **asdict(train_args)}.items()
-            if isinstance(v, (int, float, str, bool))
-        }
-        tracker_config["global_batch_size"] = global_batch
-        accelerator.init_trackers(train_args.run_name or output_dir.name, config=tracker_config)
+    return Training(model, optimizer, scheduler, loader, items, max_steps, updates_per_epoch, state)
 
-    train_log = output_dir / TRAIN_LOG_NAME
-    if resume_state is not None:
-        accelerator.load_state(str(checkpoint), strict=False)
-        state.update({k: resume_state[k] for k in state if k in resume_state})
+
+def start_or_resume(current: Run, training: Training) -> None:
+    """Restore a checkpoint (weights, optimizer, scheduler, RNG states, run state), or start a fresh log; start the
+    trackers; evaluate the zero-shot baseline once."""
+    accelerator, args, state = current.accelerator, current.train_args, training.state
+    if accelerator.is_main_process:
+        current.output_dir.mkdir(parents=True, exist_ok=True)
+    if current.trackers:
+        settings = {**asdict(current.model_args), **asdict(current.data_args), **asdict(args)}
+        config = {k: v for k, v in settings.items() if isinstance(v, (int, float, str, bool))}
+        config["global_batch_size"] = current.global_batch
+        accelerator.init_trackers(args.run_name or current.output_dir.name, config=config)
+    train_log = current.output_dir / TRAIN_LOG_NAME
+    if current.checkpoint is not None:
+        accelerator.load_state(str(current.checkpoint), strict=False)
+        saved = json.loads((current.checkpoint / RUN_STATE_NAME).read_text())
+        state.update({k: saved[k] for k in state if k in saved})
         if accelerator.is_main_process and train_log.exists():
             # a killed run may have logged steps after its last checkpoint: they are redone now
-            kept = [
-                line
-                for line in train_log.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= state["global_step"]
-            ]
+            lines = [line for line in train_log.read_text().splitlines() if line.strip()]
+            kept = [line for line in lines if json.loads(line)["step"] <= state["global_step"]]
             train_log.write_text("".join(line + "\n" for line in kept))
         accelerator.print(
-            f"resumed from {checkpoint} at step {state['global_step']} (epoch {state['epoch']}, "
+            f"resumed from {current.checkpoint} at step {state['global_step']} (epoch {state['epoch']}, "
             f"{state['batches_in_epoch']} batches into it)"
         )
     elif accelerator.is_main_process and train_log.exists():
         train_log.unlink()
+    accelerator.wait_for_everyone()
 
-    network = accelerator.unwrap_model(model)
-    if train_args.eval_before_training and state["zero_shot"] is None:
+    if args.eval_before_training and state["zero_shot"] is None:
+        network = accelerator.unwrap_model(training.model)
         with zero_shot_view(network):
             state["zero_shot"] = {
-                "validation": evaluate_split(
-                    network, splits["validation"], context, accelerator, "zero-shot validation"
-                ),
-                "test": evaluate_split(network, splits["test"], context, accelerator, "zero-shot test"),
+                role: evaluate_split(network, current.splits[role], current.context, accelerator, f"zero-shot {role}")
+                for role in ("validation", "test")
             }
-        if trackers:
+        if current.trackers:
             accelerator.log(flat_for_tracker("zero_shot/validation", state["zero_shot"]["validation"]), step=0)
 
-    # -- the loop ------------------------------------------------------------------------------------------------
+
+def train(current: Run) -> dict[str, Any]:
+    """The optimisation loop, then the selected adapter on test and the saved result."""
     from tqdm.auto import tqdm
 
+    from peft_video.data import DataErrorSummary
+
+    training = build_training(current)
+    start_or_resume(current, training)
+    accelerator, args, state = current.accelerator, current.train_args, training.state
+    model, optimizer, scheduler = training.model, training.optimizer, training.scheduler
+    eval_steps = args.eval_steps or training.updates_per_epoch
+    save_steps = args.save_steps or eval_steps
+    train_log = current.output_dir / TRAIN_LOG_NAME
     errors = DataErrorSummary()
     bar = tqdm(
-        total=max_steps,
+        total=training.max_steps,
         initial=state["global_step"],
-        desc=f"training {method}",
-        disable=not (progress and accelerator.is_main_process),
+        desc=f"training {current.method}",
+        disable=not (current.context["progress"] and accelerator.is_main_process),
     )
     model.train()
     window_losses: list[float] = []
     micro_losses: list[torch.Tensor] = []
     start_time = time.time() - state["train_time_s"]
     stopped = False
-    while state["global_step"] < max_steps and not stopped:
+    while state["global_step"] < training.max_steps and not stopped:
         epoch = state["epoch"]
         # the prepared loader re-applies its own epoch counter to the sampler when iterated: set it, not the sampler
-        train_loader.set_epoch(epoch)
-        train_items.set_epoch(epoch)
-        loader = train_loader
+        training.loader.set_epoch(epoch)
+        training.items.set_epoch(epoch)
+        loader = training.loader
         if state["batches_in_epoch"]:
-            loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+            loader = accelerator.skip_first_batches(training.loader, state["batches_in_epoch"])
             loader.set_epoch(epoch)
-        for batch in errors.track(_count_batches(loader, state)):
+        for batch in usable_batches(_count_batches(loader, state), errors, accelerator):
             with accelerator.accumulate(model):
                 out = model(
                     input_ids=batch["input_ids"],
@@ -751,8 +807,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
                 )
                 accelerator.backward(out.loss)
                 micro_losses.append(out.loss.detach().float())
-                if accelerator.sync_gradients and train_args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             if not accelerator.sync_gradients:
@@ -769,38 +825,26 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
                     handle.write(json.dumps({"step": step, "epoch": epoch, "loss": loss, "lr": lrs}) + "\n")
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            if trackers and (step % train_args.logging_steps == 0 or step == max_steps):
+            last = step == training.max_steps
+            if current.trackers and (step % args.logging_steps == 0 or last):
                 accelerator.log(
                     {
                         "train/loss": sum(window_losses) / len(window_losses),
                         **{f"train/lr/{k}": v for k, v in lrs.items()},
-                        "train/global_batch_size": global_batch,
+                        "train/global_batch_size": current.global_batch,
                         "train/epoch": epoch,
                     },
                     step=step,
                 )
                 window_losses.clear()
-            if step % eval_steps == 0 or step == max_steps:
-                validation = evaluate_split(
-                    network, splits["validation"], context, accelerator, f"validation @ step {step}"
-                )
+            if step % eval_steps == 0 or last:
+                validate_and_select(current, training, step)
                 model.train()
-                value = validation[direction][metric_name]
-                state["evaluations"].append({"step": step, direction: {metric_name: value}})
-                if trackers:
-                    accelerator.log(flat_for_tracker("validation", validation), step=step)
-                best = state["best_metric"]
-                if best is None or (value > best if higher_better else value < best):
-                    state.update(best_metric=value, best_step=step, best_validation=validation)
-                    if accelerator.is_main_process:
-                        save_model(network, output_dir / BEST_DIR)
-                    accelerator.wait_for_everyone()
-            if step % save_steps == 0 or step == max_steps:
+            if step % save_steps == 0 or last:
                 state["train_time_s"] = time.time() - start_time
-                save_checkpoint(accelerator, output_dir, state, train_args.save_total_limit)
-            if train_args.stop_after_steps is not None and step >= train_args.stop_after_steps:
-                stopped = True
-            if step >= max_steps or stopped:
+                save_checkpoint(accelerator, current.output_dir, state, args.save_total_limit)
+            stopped = args.stop_after_steps is not None and step >= args.stop_after_steps
+            if last or stopped:
                 break
         else:
             state["epoch"] += 1
@@ -812,20 +856,62 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
         accelerator.print(f"stopped after step {state['global_step']} (stop_after_steps)")
         accelerator.end_training()
         return {"stopped_at": state["global_step"]}
-    summary["train_time_s"] = round(time.time() - start_time, 1)
+    current.summary["train_time_s"] = round(time.time() - start_time, 1)
+    return finish(current, training, errors)
 
-    # -- the selected adapter on test ----------------------------------------------------------------------------
+
+def usable_batches(loader, errors, accelerator):
+    """Record failed samples; skip a batch whose samples all failed on a single process, but refuse it with several
+    processes (one process skipping a step would leave the others waiting in the loss's all-gather)."""
+    for batch in loader:
+        errors.record(batch.get("errors", ()))
+        if batch.get("batch_size", 1) > 0:
+            yield batch
+        elif accelerator.num_processes > 1:
+            raise RuntimeError(
+                f"every sample of a training batch failed to load on process {accelerator.process_index} "
+                f"({[e['video'] for e in batch['errors']]}); with several processes this cannot be skipped. Fix or "
+                "remove the files (or build a frame cache)."
+            )
+
+
+def validate_and_select(current: Run, training: Training, step: int) -> None:
+    """Evaluate on the validation split; keep the adapter (in `best_adapter/`) when it is the best so far."""
+    accelerator, args, state = current.accelerator, current.train_args, training.state
+    network = accelerator.unwrap_model(training.model)
+    validation = evaluate_split(
+        network, current.splits["validation"], current.context, accelerator, f"validation @ step {step}"
+    )
+    direction, metric_name = metric_key(args.metric_for_best_model)
+    value = validation[direction][metric_name]
+    state["evaluations"].append({"step": step, direction: {metric_name: value}})
+    if current.trackers:
+        accelerator.log(flat_for_tracker("validation", validation), step=step)
+    best = state["best_metric"]
+    if best is None or (value > best if greater_is_better(args) else value < best):
+        state.update(best_metric=value, best_step=step, best_validation=validation)
+        if accelerator.is_main_process:
+            save_model(network, current.output_dir / BEST_DIR)
+        accelerator.wait_for_everyone()
+
+
+def finish(current: Run, training: Training, errors) -> dict[str, Any]:
+    """Put the best validation step's weights back, evaluate them once on test, save (and push) the result."""
+    accelerator, args, state = current.accelerator, current.train_args, training.state
+    network = accelerator.unwrap_model(training.model)
     accelerator.wait_for_everyone()
-    load_best(network, output_dir / BEST_DIR, method)
-    test = evaluate_split(network, splits["test"], context, accelerator, f"test (best step {state['best_step']})")
-    if trackers:
+    load_best(network, current.output_dir / BEST_DIR, current.method)
+    test = evaluate_split(
+        network, current.splits["test"], current.context, accelerator, f"test (best step {state['best_step']})"
+    )
+    if current.trackers:
         accelerator.log(flat_for_tracker("test", test), step=state["global_step"])
     metrics = {
-        **summary,
+        **current.summary,
         "steps": state["global_step"],
         "selection": {
-            "metric": train_args.metric_for_best_model,
-            "split": data_args.validation_split,
+            "metric": args.metric_for_best_model,
+            "split": current.data_args.validation_split,
             "best_step": state["best_step"],
             "best_value": state["best_metric"],
         },
@@ -835,11 +921,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainA
         "data_errors": errors.count,
     }
     if accelerator.is_main_process:
-        save_final(network, output_dir, metrics, model_args, data_args, train_args, dataset_name, global_batch)
-        if method == "full_finetune":  # a whole CLIPModel folder: make it loadable on its own
-            save_preprocessing(output_dir, tokenizer, model_name)
-        if train_args.push_to_hub:
-            push(network, output_dir, train_args)
+        save_final(network, current, metrics)
+        if args.push_to_hub:
+            push(network, current.output_dir, args)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
@@ -903,44 +987,54 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict[str, Any], limit:
     accelerator.wait_for_everyone()
 
 
-def finish_zero_shot(model, splits, context, accelerator, summary, output_dir: Path, dataset_name: str):
+def finish_zero_shot(current: Run) -> dict[str, Any]:
+    """The zero_shot baseline: validation and test metrics, nothing trained or saved but metrics.json."""
+    accelerator = current.accelerator
     metrics = {
-        **summary,
-        "validation": evaluate_split(model, splits["validation"], context, accelerator, "zero-shot validation"),
-        "test": evaluate_split(model, splits["test"], context, accelerator, "zero-shot test"),
+        **current.summary,
+        **{
+            role: evaluate_split(
+                current.model, current.splits[role], current.context, accelerator, f"zero-shot {role}"
+            )
+            for role in ("validation", "test")
+        },
     }
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
-        accelerator.print(f"metrics: {output_dir / METRICS_NAME} (zero_shot has no weights to save)")
+        current.output_dir.mkdir(parents=True, exist_ok=True)
+        (current.output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
+        accelerator.print(f"metrics: {current.output_dir / METRICS_NAME} (zero_shot has no weights to save)")
     return metrics
 
 
-def save_final(network, output_dir, metrics, model_args, data_args, train_args, dataset_name, global_batch) -> None:
-    """The selected model in output_dir: the adapter with its card (adapter methods) or the fine-tuned CLIPModel,
-    and metrics.json."""
-    if model_args.method != "full_finetune":
+def save_final(network, current: Run, metrics: dict[str, Any]) -> None:
+    """The selected model in output_dir: the adapter with its filled card (adapter methods) or a standalone
+    fine-tuned CLIPModel folder (full_finetune), and metrics.json."""
+    args, output_dir = current.train_args, current.output_dir
+    if current.method == "full_finetune":
+        save_model(network, output_dir)
+        save_preprocessing(output_dir, current.tokenizer, current.model_name)
+    else:
         network.model_card_training = {
-            "dataset": dataset_name,
+            "dataset": current.dataset_name,
             "steps": metrics["steps"],
             "best_step": metrics["selection"]["best_step"],
-            "global_batch_size": global_batch,
-            "learning_rate": train_args.learning_rate,
-            "lr_scheduler": f"{train_args.lr_scheduler_type}, warmup ratio {train_args.warmup_ratio}",
-            "mixed_precision": resolve_mixed_precision(train_args),
-            "seed": train_args.seed,
-            "selection": f"{train_args.metric_for_best_model} on split {data_args.validation_split}",
-            "hub_model_id": train_args.hub_model_id,
+            "global_batch_size": current.global_batch,
+            "learning_rate": args.learning_rate,
+            "lr_scheduler": f"{args.lr_scheduler_type}, warmup ratio {args.warmup_ratio}",
+            "mixed_precision": resolve_mixed_precision(args),
+            "seed": args.seed,
+            "selection": f"{args.metric_for_best_model} on split {current.data_args.validation_split}",
+            "hub_model_id": args.hub_model_id,
         }
         network.model_card_metrics = {
             **{k: metrics["test"][k] for k in ("text_to_video", "video_to_text", "tie_policy")},
             **({"dsl": metrics["test"]["dsl"]} if "dsl" in metrics["test"] else {}),
-            "dataset": dataset_name,
-            "split": data_args.test_split,
+            "dataset": current.dataset_name,
+            "split": current.data_args.test_split,
         }
-    save_model(network, output_dir)
+        save_model(network, output_dir)
     (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
-    print(f"saved {model_args.method} to {output_dir} with {METRICS_NAME}")
+    print(f"saved {current.method} to {output_dir} with {METRICS_NAME}")
 
 
 def save_preprocessing(output_dir: Path, tokenizer, model_name: str) -> None:
