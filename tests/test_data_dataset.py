@@ -134,3 +134,27 @@ def test_cache_refuses_a_different_sampling_and_ignores_changed_files(manifest, 
     write_video(video, num_frames=6)
     os.utime(video, ns=(1, 1))
     assert str(video) not in cache  # stale entries are decoded afresh
+
+
+def test_from_manifest_finds_the_cache_beside_the_manifest(tmp_path):
+    write_video(tmp_path / "v.mp4", num_frames=8)
+    manifest = write_manifest([{"video": "v.mp4", "caption": "x"}], tmp_path / "m.csv")
+    assert VideoTextDataset.from_manifest(manifest, SAMPLING).cache is None
+    build_frame_cache([str(tmp_path / "v.mp4")], default_cache_dir(manifest), SAMPLING, short_side=32, jobs=1,
+                      progress=False)
+    dataset = VideoTextDataset.from_manifest(manifest, SAMPLING, decode_timeout=None)
+    assert dataset.cache is not None and str(tmp_path / "v.mp4") in dataset.cache
+    assert VideoTextDataset.from_manifest(manifest, FrameSampling(num_frames=8)).cache is None  # other sampling
+
+
+def test_uint8_batches_normalised_later_equal_normalised_batches(manifest):
+    data = load_manifest(manifest).select([0, 1])
+    as_float = VideoTextDataset(data, SAMPLING, decode_timeout=None)
+    as_uint8 = VideoTextDataset(data, SAMPLING, decode_timeout=None, normalize=False)
+    collate = VideoTextCollator()
+    expected = collate([as_float[0], as_float[1]])
+    raw = collate([as_uint8[0], as_uint8[1]])
+    assert raw["pixel_values"].dtype == torch.uint8
+    normalised = as_uint8.transform.normalize_batch(raw["pixel_values"], raw["video_mask"])
+    assert torch.allclose(normalised, expected["pixel_values"], atol=1e-5)
+    assert torch.count_nonzero(normalised[1, 2:]) == 0  # b.mp4 has 2 real frames; padding stays zero

@@ -98,10 +98,20 @@ class ClipFrameTransform:
         return center_crop(x, self.crop_size).contiguous()
 
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [..., 3, H, W] -> float32 normalised with mean/std."""
-        scale = 1.0 / (torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1) * 255.0)
-        shift = -torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1) / torch.tensor(self.std).view(3, 1, 1)
-        return frames.contiguous().float().mul_(scale).add_(shift)
+        """uint8 [..., 3, H, W] -> float32 normalised with mean/std (on the frames' device)."""
+        std = torch.tensor(self.std, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+        return frames.contiguous().float().mul_(1.0 / (std * 255.0)).add_(-mean / std)
+
+    def normalize_batch(self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalise a uint8 batch [B, T, 3, H, W] from a dataset built with `normalize=False` (e.g. after moving it
+        to the GPU: a quarter of the bytes to transfer), keeping padded frames (`video_mask` False) exact zeros."""
+        if pixel_values.dtype != torch.uint8:
+            raise ValueError(f"normalize_batch expects uint8 pixel_values, got {pixel_values.dtype}")
+        out = self.normalize(pixel_values)
+        if video_mask is not None and not bool(video_mask.all()):
+            out[~video_mask.to(out.device)] = 0.0
+        return out
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.resize_and_crop(frames))
