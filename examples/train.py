@@ -414,6 +414,18 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, adapter_co
     return get_peft_model(clip, adapter_config)
 
 
+def enable_activation_checkpointing(clip) -> None:
+    """transformers >= 5.x names it `activation_checkpointing_enable` (the old name warns); both set the encoders'
+    `gradient_checkpointing` flag that peft_video's own layer loops read too."""
+    enable = getattr(clip, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        clip.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not getattr(clip.vision_model.encoder, "gradient_checkpointing", False):
+        raise RuntimeError("gradient_checkpointing was requested but the vision encoder did not switch it on")
+
+
 def base_clip(model):
     return model.clip if hasattr(model, "clip") else model.get_base_model()
 
@@ -571,7 +583,7 @@ def prepare_run(model_args: ModelArguments, data_args: DataArguments, train_args
         adapter_config.base_model_name_or_path = model_name
     model = build_model(model_args, data_args, adapter_config, clip)
     if train_args.gradient_checkpointing:
-        base_clip(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(base_clip(model))
 
     sampling = FrameSampling.from_config(adapter_config or {"num_frames": data_args.num_frames}, image_size=image_size)
     context = {

@@ -148,7 +148,10 @@ def test_baselines_zero_shot_and_full_finetune(train, assets):
     assert metrics["parameters"]["trainable"] == 0
 
     out = assets.root / "full_finetune"
-    metrics = train.main(argv_for(assets, out, method="full_finetune") + ["--max_steps", "2", "--eval_steps", "2"])
+    argv = argv_for(assets, out, method="full_finetune") + ["--max_steps", "2", "--eval_steps", "2"]
+    argv += ["--gradient_checkpointing", "true", "--report_to", "tensorboard", "--logging_steps", "1"]
+    metrics = train.main(argv)
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
     assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"] - 1  # all but logit_scale
     from transformers import CLIPModel
 
