@@ -451,7 +451,7 @@ class EpochPermutation(torch.utils.data.Sampler):
 
 
 def evaluate_split(model, data, context: dict[str, Any], accelerator, desc: str) -> dict[str, Any]:
-    from peft_video.training import encode_split, split_metrics
+    from peft_video.evaluation import encode_split, split_metrics
 
     encoded = encode_split(
         model,

@@ -158,3 +158,35 @@ def test_zero_shot_baseline_of_a_base_model(evaluate, assets, tmp_path):
     )
     assert result["method"] == "zero_shot" and json.loads(out.read_text())["metrics"] == result["metrics"]
     assert result["metrics"]["text_to_video"]["num_queries"] == WORLD["world_num_test"]
+
+
+def test_an_unreadable_video_is_left_out_with_its_captions_and_counted(evaluate, assets, tmp_path):
+    rows = [json.loads(line) for line in (assets.world / "manifest.jsonl").read_text().splitlines()]
+    test_rows = [{**r, "video": str((assets.world / r["video"]).resolve())} for r in rows if r["split"] == "test"]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    test_rows.append({**test_rows[0], "video": str(broken), "video_id": "broken", "caption": "a red circle"})
+    manifest = tmp_path / "with_broken.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in test_rows))
+    argv = ["--adapter_name_or_path", str(assets.adapter), "--dataset", "manifest", "--manifest", str(manifest)]
+    argv += ["--output_file", str(tmp_path / "out.json"), "--decode_timeout", "0", "--disable_tqdm", "true"]
+    metrics = evaluate.main(argv)["metrics"]
+    assert metrics["failed_videos"] == 1
+    assert metrics["num_videos"] == metrics["num_captions"] == len(test_rows) - 1
+    assert metrics["text_to_video"]["num_queries"] == len(test_rows) - 1
+
+
+def test_retrieval_metrics_from_embeddings_drop_invalid_videos_and_score_subsets():
+    from peft_video.evaluation import retrieval_metrics_from_embeddings
+
+    videos = F.normalize(torch.eye(3), dim=-1)
+    texts = videos[[0, 1, 2, 2]]  # caption 3 is a second caption of video 2
+    result = retrieval_metrics_from_embeddings(
+        texts, videos, torch.tensor([0, 1, 2, 2]), video_valid=torch.tensor([True, False, True])
+    )
+    assert (result["num_videos"], result["num_captions"], result["failed_videos"]) == (2, 3, 1)
+    assert result["text_to_video"]["R@1"] == 100.0 and result["video_to_text"]["num_queries"] == 2
+    with pytest.raises(ValueError, match="no video of the split could be decoded"):
+        retrieval_metrics_from_embeddings(
+            texts, videos, torch.tensor([0, 1, 2, 2]), video_valid=torch.zeros(3, dtype=bool)
+        )

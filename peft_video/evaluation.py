@@ -1,0 +1,294 @@
+"""Retrieval evaluation of a split: every distinct video encoded once and every caption once (a video's embedding
+never depends on a text), optionally sharded over Accelerate processes with each sample counted exactly once, then
+`peft_video.metrics.compute_retrieval_metrics` on the cosine similarities. Used by `examples/train.py` and
+`examples/evaluate.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import DEFAULT_KS, compute_retrieval_metrics
+
+
+class _IndexedVideos(torch.utils.data.Dataset):
+    """Items of a `VideoTextDataset` tagged with their index; a failed video becomes a placeholder marked invalid, so
+    that batches keep their size (needed by `gather_for_metrics`) and the failure is dropped after gathering."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from .data import FailedSample
+
+        item = self.dataset[index]
+        if isinstance(item, FailedSample):
+            return {"index": index, "valid": False, "video": item.video, "reason": item.reason}
+        return {"index": index, "valid": True, "pixel_values": item["pixel_values"], "video_mask": item["video_mask"]}
+
+
+def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
+    template = next((i for i in items if i["valid"]), None)
+    pixel_values, masks = [], []
+    for item in items:
+        if item["valid"]:
+            pixel_values.append(item["pixel_values"])
+            masks.append(item["video_mask"])
+        else:  # placeholder: one zero "real" frame keeps the model's input checks satisfied
+            shape = template["pixel_values"].shape if template is not None else None
+            pixel_values.append(torch.zeros(shape) if shape is not None else None)
+            mask = torch.zeros(shape[0] if shape is not None else 1, dtype=torch.bool)
+            mask[0] = True
+            masks.append(mask)
+    if template is None:
+        return {"index": torch.tensor([i["index"] for i in items]), "valid": torch.zeros(len(items), dtype=torch.bool)}
+    return {
+        "index": torch.tensor([i["index"] for i in items]),
+        "valid": torch.tensor([i["valid"] for i in items]),
+        "pixel_values": torch.stack(pixel_values),
+        "video_mask": torch.stack(masks),
+    }
+
+
+class _Captions(torch.utils.data.Dataset):
+    def __init__(self, captions: Sequence[str]):
+        self.captions = list(captions)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> tuple[int, str]:
+        return index, self.captions[index]
+
+
+def _unwrap(model: nn.Module, accelerator: Any) -> nn.Module:
+    return accelerator.unwrap_model(model) if accelerator is not None else model
+
+
+@torch.no_grad()
+def encode_split(
+    model: nn.Module,
+    data: Any,
+    *,
+    sampling: Any,
+    transform: Any,
+    tokenizer: Any,
+    max_text_length: int,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    accelerator: Any = None,
+    backend: str = "auto",
+    decode_timeout: float | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Embed every distinct video of `data` once and every caption once (videos never depend on a text).
+
+    `data` is a (video, caption)-per-row `datasets.Dataset` (`peft_video.data.load_manifest`). With an `accelerator`
+    the work is sharded over its processes and gathered with `gather_for_metrics`, so each video and caption is
+    counted exactly once. Returns normalised `video_embeds` [V, P] and `text_embeds` [N, P] (float32, CPU),
+    `caption_to_video` [N], `video_valid` [V] (False for videos that could not be decoded), the `VideoIndex`, and
+    `video_counts` / `text_counts`: how often each index was gathered (a RuntimeError is raised unless all are 1).
+    """
+    from .data import VideoTextCollator, VideoTextDataset, first_caption_per_video, unique_videos
+
+    index = unique_videos(data)
+    video_rows = first_caption_per_video(data)
+    videos = _IndexedVideos(
+        VideoTextDataset(
+            video_rows, sampling, transform, train=False, backend=backend, on_error="skip",
+            decode_timeout=decode_timeout,
+        )
+    )  # fmt: skip
+    video_loader = torch.utils.data.DataLoader(
+        videos, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate_videos
+    )
+    collator = VideoTextCollator(tokenizer, max_text_length=max_text_length)
+
+    def collate_text(items):
+        return {"index": torch.tensor([i for i, _ in items]), **collator.tokenize([c for _, c in items])}
+
+    text_loader = torch.utils.data.DataLoader(
+        _Captions(list(data["caption"])), batch_size=max(batch_size, 64), shuffle=False, collate_fn=collate_text
+    )
+    if accelerator is not None:
+        # not `accelerator.prepare`: that would register the loaders for checkpointing on every evaluation
+        video_loader, text_loader = (_shard(loader, accelerator) for loader in (video_loader, text_loader))
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    network = _unwrap(model, accelerator)
+    was_training = network.training
+    network.eval()
+    show = progress and (accelerator is None or accelerator.is_main_process)
+
+    video_parts, video_indices, video_valid = [], [], []
+    for batch in _progress(video_loader, "encoding videos", show):
+        valid = batch["valid"].to(device)
+        if "pixel_values" in batch:
+            with _autocast(accelerator):
+                embeds = network.get_video_features(
+                    pixel_values=batch["pixel_values"].to(device), video_mask=batch["video_mask"].to(device)
+                ).pooler_output
+            embeds = F.normalize(embeds.float(), dim=-1)
+        else:
+            embeds = torch.zeros(len(valid), _projection_dim(network), device=device)
+        embeds, indices, valid = _gather(accelerator, (embeds, batch["index"].to(device), valid))
+        video_parts.append(embeds.cpu())
+        video_indices.append(indices.cpu())
+        video_valid.append(valid.cpu())
+
+    text_parts, text_indices = [], []
+    for batch in _progress(text_loader, "encoding captions", show):
+        with _autocast(accelerator):
+            embeds = network.get_text_features(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).pooler_output
+        embeds = F.normalize(embeds.float(), dim=-1)
+        embeds, indices = _gather(accelerator, (embeds, batch["index"].to(device)))
+        text_parts.append(embeds.cpu())
+        text_indices.append(indices.cpu())
+    network.train(was_training)
+
+    video_index_all, text_index_all = torch.cat(video_indices), torch.cat(text_indices)
+    num_videos, num_texts = len(index.video_ids), len(data)
+    video_counts = torch.bincount(video_index_all, minlength=num_videos)
+    text_counts = torch.bincount(text_index_all, minlength=num_texts)
+    if not (video_counts == 1).all() or not (text_counts == 1).all():
+        raise RuntimeError(
+            "sharded evaluation did not see every sample exactly once: videos counted "
+            f"{sorted(set(video_counts.tolist()))} times, captions {sorted(set(text_counts.tolist()))} times"
+        )
+    video_embeds = torch.zeros(num_videos, video_parts[0].shape[1])
+    video_embeds[video_index_all] = torch.cat(video_parts)
+    valid_all = torch.zeros(num_videos, dtype=torch.bool)
+    valid_all[video_index_all] = torch.cat(video_valid)
+    text_embeds = torch.zeros(num_texts, text_parts[0].shape[1])
+    text_embeds[text_index_all] = torch.cat(text_parts)
+    return {
+        "video_embeds": video_embeds,
+        "text_embeds": text_embeds,
+        "caption_to_video": torch.tensor(index.caption_to_video, dtype=torch.long),
+        "video_valid": valid_all,
+        "index": index,
+        "video_counts": video_counts,
+        "text_counts": text_counts,
+    }
+
+
+def retrieval_metrics_from_embeddings(
+    text_embeds: torch.Tensor,
+    video_embeds: torch.Tensor,
+    caption_to_video: torch.Tensor,
+    *,
+    video_valid: torch.Tensor | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    tie_policy: str = "pessimistic",
+    dsl_temperature: float | None = None,
+) -> dict[str, Any]:
+    """`compute_retrieval_metrics` on cosine similarities of normalised embeddings. Videos marked invalid (not
+    decodable) are dropped with their captions; `num_videos`, `num_captions` and `failed_videos` say what was
+    scored."""
+    if video_valid is None:
+        video_valid = torch.ones(video_embeds.shape[0], dtype=torch.bool)
+    kept = torch.nonzero(video_valid).flatten()
+    if kept.numel() == 0:
+        raise ValueError("no video of the split could be decoded: nothing to evaluate")
+    new_position = torch.full((video_embeds.shape[0],), -1, dtype=torch.long)
+    new_position[kept] = torch.arange(kept.numel())
+    caption_video = new_position[caption_to_video]
+    caption_kept = caption_video >= 0
+    similarity = text_embeds[caption_kept] @ video_embeds[kept].t()
+    result = compute_retrieval_metrics(
+        similarity, caption_video[caption_kept], ks=ks, tie_policy=tie_policy, dsl_temperature=dsl_temperature
+    )
+    result.update(
+        num_videos=int(kept.numel()),
+        num_captions=int(caption_kept.sum()),
+        failed_videos=int((~video_valid).sum()),
+    )
+    return result
+
+
+def split_metrics(
+    encoded: Mapping[str, Any],
+    data: Any,
+    *,
+    subset_columns: Sequence[str] = (),
+    ks: Sequence[int] = DEFAULT_KS,
+    tie_policy: str = "pessimistic",
+    dsl_temperature: float | None = None,
+) -> dict[str, Any]:
+    """Metrics of an `encode_split` result; for each boolean column of `data` in `subset_columns`, the same metrics
+    on the sub-gallery of rows where it is true, under `subsets[column]` (e.g. the offline world's
+    `is_order_sensitive` pairs, where mean pooling is at chance)."""
+    result = retrieval_metrics_from_embeddings(
+        encoded["text_embeds"],
+        encoded["video_embeds"],
+        encoded["caption_to_video"],
+        video_valid=encoded["video_valid"],
+        ks=ks,
+        tie_policy=tie_policy,
+        dsl_temperature=dsl_temperature,
+    )
+    subsets = {}
+    for column in subset_columns:
+        if column not in data.column_names:
+            continue
+        rows = torch.tensor([bool(v) for v in data[column]])
+        if not rows.any():
+            continue
+        videos = torch.zeros_like(encoded["video_valid"])
+        videos[encoded["caption_to_video"][rows]] = True
+        subsets[column] = retrieval_metrics_from_embeddings(
+            encoded["text_embeds"],
+            encoded["video_embeds"],
+            encoded["caption_to_video"],
+            video_valid=encoded["video_valid"] & videos,
+            ks=ks,
+            tie_policy=tie_policy,
+        )
+    if subsets:
+        result["subsets"] = subsets
+    return result
+
+
+def _projection_dim(network: nn.Module) -> int:
+    clip = getattr(network, "clip", None) or network.get_base_model()
+    return clip.config.projection_dim
+
+
+def _shard(loader, accelerator):
+    from accelerate.data_loader import prepare_data_loader
+
+    return prepare_data_loader(
+        loader,
+        device=accelerator.device,
+        num_processes=accelerator.num_processes,
+        process_index=accelerator.process_index,
+        put_on_device=True,
+        even_batches=True,
+    )
+
+
+def _gather(accelerator: Any, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    if accelerator is None:
+        return tensors
+    return tuple(accelerator.gather_for_metrics(t) for t in tensors)
+
+
+def _autocast(accelerator: Any):
+    import contextlib
+
+    return accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+
+
+def _progress(iterable, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, disable=not enabled, leave=False)
