@@ -75,6 +75,9 @@ class _ForkedChild:
                 # sees EOF and exits when its parent goes away, and other children's crashes stay visible.
                 for other in list(_PARENT_ENDS):
                     other.close()
+                # The parent's OpenMP pool does not survive fork; one thread avoids waiting on its missing workers
+                # (decoding is the child's job, its torch ops are small).
+                torch.set_num_threads(1)
                 _serve(conn)
             except BaseException:
                 code = 1
