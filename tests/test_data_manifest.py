@@ -82,3 +82,9 @@ def test_unique_videos_maps_each_caption_to_its_video():
     assert index.video_ids == ["a", "b", "c"] and index.videos == ["A", "B", "C"]
     assert index.caption_to_video == [0, 1, 0, 2, 1]
     assert index.captions_per_video == [[0, 2], [1, 4], [3]]
+
+
+def test_embedded_video_bytes_are_refused_with_a_clear_message():
+    hub = datasets.Dataset.from_dict({"video": [{"path": None, "bytes": b"\x00\x01"}], "caption": ["x"]})
+    with pytest.raises(ManifestError, match="embedded bytes"):
+        from_hub_dataset(hub)

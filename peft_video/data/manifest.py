@@ -82,6 +82,9 @@ def rows_to_dataset(
     for number, row in enumerate(rows, start=1):
         video = row.get("video")
         if isinstance(video, dict):  # a Hub `Video(decode=False)` value
+            if not video.get("path") and video.get("bytes"):
+                raise ManifestError(f"{source}: row {number} holds the video as embedded bytes, not a path; write "
+                                    "the bytes to files and point the `video` column at them")
             video = video.get("path")
         if video is None or not str(video).strip():
             raise ManifestError(f"{source}: row {number} has an empty `video` field")
