@@ -138,10 +138,11 @@ def encode_split(
             embeds = F.normalize(embeds.float(), dim=-1)
         else:
             embeds = torch.zeros(len(valid), _projection_dim(network), device=device)
-        embeds, indices, valid = _gather(accelerator, (embeds, batch["index"].to(device), valid))
+        # the flag travels as uint8: not every collective backend gathers bool tensors
+        embeds, indices, valid = _gather(accelerator, (embeds, batch["index"].to(device), valid.to(torch.uint8)))
         video_parts.append(embeds.cpu())
         video_indices.append(indices.cpu())
-        video_valid.append(valid.cpu())
+        video_valid.append(valid.cpu().bool())
 
     text_parts, text_indices = [], []
     for batch in _progress(text_loader, "encoding captions", show):
