@@ -32,6 +32,7 @@ from .manifest import (
     first_caption_per_video,
     from_hub_dataset,
     load_manifest,
+    rows_to_dataset,
     unique_videos,
     write_manifest,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "first_caption_per_video",
     "from_hub_dataset",
     "load_manifest",
+    "rows_to_dataset",
     "sample_frame_indices",
     "unique_videos",
     "write_manifest",
