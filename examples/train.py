@@ -636,6 +636,7 @@ def prepare_run(model_args: ModelArguments, data_args: DataArguments, train_args
         "num_processes": world,
         "global_batch_size": global_batch,
         "frame_sampling": sampling.to_dict(),
+        "arguments": {**asdict(model_args), **asdict(data_args), **asdict(train_args)},
     }
     accelerator.print(
         f"method {method} on {model_name}: {parameters['trainable']:,} trainable of {parameters['total']:,} "
@@ -932,6 +933,15 @@ def finish(current: Run, training: Training, errors) -> dict[str, Any]:
         "test": test,
         "data_errors": errors.count,
     }
+    if state["zero_shot"] is not None:
+        before, after = state["zero_shot"]["test"], test
+        accelerator.print(
+            "test, zero-shot -> trained: "
+            + ", ".join(
+                f"{label} R@1 {before[key]['R@1']:.1f} -> {after[key]['R@1']:.1f}"
+                for key, label in (("text_to_video", "text→video"), ("video_to_text", "video→text"))
+            )
+        )
     if accelerator.is_main_process:
         save_final(network, current, metrics)
         if args.push_to_hub:
