@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel
 from transformers.activations import ACT2FN
@@ -28,10 +29,25 @@ class PromptGeneratorBlock(nn.Module):
         self.fc2 = nn.Linear(4 * width, width)
         self.act = ACT2FN["quick_gelu"]
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+    def _attention(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        # `self.attn` holds the weights (and PyTorch's init for them); the computation is spelled out so that it takes
+        # the same kernels whether or not the weights require grad (nn.MultiheadAttention switches to a fused path
+        # for frozen weights, which differs in the last bit and would break bit-exact reloads).
+        attn = self.attn
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+        q, k, v = (
+            F.linear(x, w, b).unflatten(-1, (attn.num_heads, attn.head_dim)).transpose(-3, -2)
+            for x, w, b in ((queries, w_q, b_q), (context, w_k, b_k), (context, w_v, b_v))
+        )
+        return attn.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(-3, -2).flatten(-2))
+
+    def forward(self, latents: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """latents [layers, N, width] → the block's outputs for latents[:, rows]. Every latent is a key and value;
+        only the requested rows are queried and go through the MLP (the text side needs 4 of 56 rows)."""
         normed = self.norm1(latents)
-        latents = latents + self.attn(normed, normed, normed, need_weights=False)[0]
-        return latents + self.fc2(self.act(self.fc1(self.norm2(latents))))
+        out = latents[:, rows] + self._attention(normed[:, rows], normed)
+        return out + self.fc2(self.act(self.fc1(self.norm2(out))))
 
 
 class DGLModule(VideoAdapterModule):
@@ -87,22 +103,21 @@ class DGLModule(VideoAdapterModule):
             self.text_prompt_proj = nn.Linear(width, text.hidden_size)
 
     # -- the prompt generator ----------------------------------------------------------------------------------------
-    def _latent_outputs(self) -> torch.Tensor:
-        """The generator's output [layers, num_latents, width] (transformer variant)."""
-        return self.generator(self.latent_tokens.transpose(0, 1))
-
     def text_prompts(self) -> torch.Tensor:
         """Text prompts of every layer, [layers, num_text_prompts, text width]."""
         if self.config.latent_space == "transformer":
-            return self.text_head(self._latent_outputs()[:, : self.config.num_text_prompts])
+            latents = self.latent_tokens.transpose(0, 1)
+            return self.text_head(self.generator(latents, slice(0, self.config.num_text_prompts)))
         return self.text_prompt_proj(self.frame_prompts.transpose(0, 1))
 
     def local_prompts(self, num_frames: int) -> torch.Tensor:
         """Local prompts of every layer for frames 0..num_frames-1, [layers, num_frames or 1 (shared), n, width]."""
         config = self.config
         if config.latent_space == "transformer":
-            frame_latents = self._latent_outputs()[:, config.num_text_latents :]
-            return frame_latents.unflatten(1, (config.num_frames, config.num_local_prompts))[:, :num_frames]
+            first = config.num_text_latents
+            rows = slice(first, first + num_frames * config.num_local_prompts)
+            frame_latents = self.generator(self.latent_tokens.transpose(0, 1), rows)
+            return frame_latents.unflatten(1, (num_frames, config.num_local_prompts))
         return self.frame_prompts.transpose(0, 1).unsqueeze(1)
 
     # -- text --------------------------------------------------------------------------------------------------------
@@ -156,10 +171,12 @@ class DGLModule(VideoAdapterModule):
         global_states = global_states + layer.mlp(layer.layer_norm2(global_states))
         if not update_frames:
             return global_states, frame_states
-        # local: frame t reads G and itself; G's keys are broadcast over frames, not copied in a loop
-        keys = torch.cat([k_g.unsqueeze(1).expand(-1, frames, -1, -1, -1), k_f], dim=3)
-        values = torch.cat([v_g.unsqueeze(1).expand(-1, frames, -1, -1, -1), v_f], dim=3)
-        frame_states = frame_states + clip_ops.attend_heads(attn, q_f, keys, values)
+        # local: frame t reads G and itself; G's keys are broadcast over frames, not copied in a loop. Frames go to
+        # the batch dimension (rank-4 inputs take SDPA's fused CPU kernel).
+        keys = torch.cat([k_g.unsqueeze(1).expand(-1, frames, -1, -1, -1), k_f], dim=3).flatten(0, 1)
+        values = torch.cat([v_g.unsqueeze(1).expand(-1, frames, -1, -1, -1), v_f], dim=3).flatten(0, 1)
+        local = clip_ops.attend_heads(attn, q_f.flatten(0, 1), keys, values).unflatten(0, (batch, frames))
+        frame_states = frame_states + local
         frame_states = frame_states + layer.mlp(layer.layer_norm2(frame_states))
         return global_states, frame_states
 
