@@ -293,3 +293,10 @@ def test_other_methods_train_through_the_same_script(train, assets, tmp_path, me
     metrics = train.main(argv)
     assert metrics["steps"] == 1 and (tmp_path / method / "adapter_model.safetensors").is_file()
     assert json.loads((tmp_path / method / "adapter_config.json").read_text())["peft_type"] == method.upper()
+
+
+def test_missing_base_model_is_named(train, assets, tmp_path):
+    argv = argv_for(assets, tmp_path / "out") + ["--model_name_or_path", str(tmp_path / "no_such_clip")]
+    with pytest.raises(OSError, match=r"base model '.*no_such_clip' cannot be loaded as a CLIPModel"):
+        train.main(argv)
+    assert not (tmp_path / "out").exists()
