@@ -168,10 +168,10 @@ def hf_clip_to_openai(state: dict[str, torch.Tensor], num_layers: int) -> dict[s
 
 
 def dgl_to_reference(module) -> dict[str, torch.Tensor]:
-    """Our `DGLModule` tensors under the reference's names and layouts (its tables flatten layers x width)."""
+    """Our `DGLModule` tensors under the reference's names and layouts (its tables are [tokens, layers x width])."""
     out = {"visual.prompt_embeddings": module.global_prompts.unsqueeze(0)}
     if module.config.latent_space == "transformer":
-        out["unified_prompt_embedding.weight"] = module.latent_tokens.flatten(1)
+        out["unified_prompt_embedding.weight"] = module.latent_tokens.transpose(0, 1).flatten(1)
         block = "PromptTransformer.resblocks.0"
         out[f"{block}.attn.in_proj_weight"] = module.generator.attn.in_proj_weight
         out[f"{block}.attn.in_proj_bias"] = module.generator.attn.in_proj_bias
@@ -188,7 +188,7 @@ def dgl_to_reference(module) -> dict[str, torch.Tensor]:
             for kind in ("weight", "bias"):
                 out[f"unified_prompt_mlp.{theirs}.{kind}"] = getattr(module.text_head.get_submodule(ours), kind)
     else:
-        out["visual_prompt_embedding"] = module.frame_prompts.flatten(1).unsqueeze(0)
+        out["visual_prompt_embedding"] = module.frame_prompts.transpose(0, 1).flatten(1).unsqueeze(0)
         out["prefix_text_prompt_proj_layer.weight"] = module.text_prompt_proj.weight
         out["prefix_text_prompt_proj_layer.bias"] = module.text_prompt_proj.bias
     return {k: v.detach().clone().float() for k, v in out.items()}

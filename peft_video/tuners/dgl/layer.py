@@ -90,15 +90,17 @@ class DGLModule(VideoAdapterModule):
         self.global_prompts = nn.Parameter(torch.empty(config.num_global_prompts, width).uniform_(-bound, bound))
         if config.latent_space == "transformer":
             num_latents = config.num_text_latents + config.num_local_prompts * config.num_frames
-            # an embedding table in the reference, hence N(0, 1)
-            self.latent_tokens = nn.Parameter(torch.randn(num_latents, num_layers, width))
+            # an embedding table in the reference, hence N(0, 1). Layouts put layers first so that the parameters
+            # themselves, not views of them, enter modules: a no-grad view of a parameter requires grad without a
+            # grad_fn, which module hooks (FlopCounterMode's) reject.
+            self.latent_tokens = nn.Parameter(torch.randn(num_layers, num_latents, width))
             self.generator = PromptGeneratorBlock(width, vision.num_attention_heads)
             self.text_head = nn.Sequential(
                 nn.Linear(width, 2 * width), ACT2FN["quick_gelu"], nn.Linear(2 * width, text.hidden_size)
             )
         else:
             self.frame_prompts = nn.Parameter(
-                torch.empty(config.num_local_prompts, num_layers, width).uniform_(-bound, bound)
+                torch.empty(num_layers, config.num_local_prompts, width).uniform_(-bound, bound)
             )
             self.text_prompt_proj = nn.Linear(width, text.hidden_size)
 
@@ -106,9 +108,8 @@ class DGLModule(VideoAdapterModule):
     def text_prompts(self) -> torch.Tensor:
         """Text prompts of every layer, [layers, num_text_prompts, text width]."""
         if self.config.latent_space == "transformer":
-            latents = self.latent_tokens.transpose(0, 1)
-            return self.text_head(self.generator(latents, slice(0, self.config.num_text_prompts)))
-        return self.text_prompt_proj(self.frame_prompts.transpose(0, 1))
+            return self.text_head(self.generator(self.latent_tokens, slice(0, self.config.num_text_prompts)))
+        return self.text_prompt_proj(self.frame_prompts)
 
     def local_prompts(self, num_frames: int) -> torch.Tensor:
         """Local prompts of every layer for frames 0..num_frames-1, [layers, num_frames or 1 (shared), n, width]."""
@@ -116,9 +117,9 @@ class DGLModule(VideoAdapterModule):
         if config.latent_space == "transformer":
             first = config.num_text_latents
             rows = slice(first, first + num_frames * config.num_local_prompts)
-            frame_latents = self.generator(self.latent_tokens.transpose(0, 1), rows)
+            frame_latents = self.generator(self.latent_tokens, rows)
             return frame_latents.unflatten(1, (num_frames, config.num_local_prompts))
-        return self.frame_prompts.transpose(0, 1).unsqueeze(1)
+        return self.frame_prompts.unsqueeze(1)
 
     # -- text --------------------------------------------------------------------------------------------------------
     def encode_text(
@@ -187,7 +188,7 @@ class DGLModule(VideoAdapterModule):
         embedded = clip_ops.embed_frames(clip, pixel_values.flatten(0, 1)).unflatten(0, (batch, frames))
         dtype, num_local = embedded.dtype, config.num_local_prompts
         local_prompts = self.local_prompts(frames).to(dtype)
-        global_states = self.global_prompts.to(dtype).expand(batch, -1, -1)
+        global_states = self.global_prompts.to(dtype).repeat(batch, 1, 1)  # a copy: layers' LN gets no param view
         global_key_mask = None
         if not bool(video_mask.all()):  # padded frames must not reach G, hence no real frame either
             tokens = embedded.shape[2] + num_local
