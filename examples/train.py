@@ -195,6 +195,7 @@ ALL_ARGUMENTS = (ModelArguments, DataArguments, TrainArguments)
 
 
 def resolve_mixed_precision(args: TrainArguments) -> str:
+    """One of no/bf16/fp16 from `mixed_precision` and the `bf16`/`fp16` shortcuts; contradictions are errors."""
     chosen = {"no", args.mixed_precision}
     if args.bf16:
         chosen.add("bf16")
@@ -261,6 +262,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
 
 
 def metric_key(name: str) -> tuple[str, str]:
+    """`"text_to_video/R@1"` -> `("text_to_video", "R@1")`, the keys of a `compute_retrieval_metrics` result."""
     direction, _, metric = name.partition("/")
     if direction not in ("text_to_video", "video_to_text") or not metric:
         raise ValueError(
@@ -270,12 +272,14 @@ def metric_key(name: str) -> tuple[str, str]:
 
 
 def greater_is_better(args: TrainArguments) -> bool:
+    """Whether a larger value of `metric_for_best_model` is better (recall yes, ranks no) unless set explicitly."""
     if args.greater_is_better is not None:
         return args.greater_is_better
     return metric_key(args.metric_for_best_model)[1] not in ("MdR", "MnR")
 
 
 def find_checkpoint(output_dir: Path, resume: str) -> Path:
+    """The checkpoint folder `resume` names: a folder written by this script, or `last` (the newest of output_dir)."""
     if resume in ("last", "latest", "true", "True"):
         found = sorted_checkpoints(output_dir)
         if not found:
@@ -288,6 +292,7 @@ def find_checkpoint(output_dir: Path, resume: str) -> Path:
 
 
 def sorted_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints of output_dir (those with a run_state.json), oldest step first."""
     folder = output_dir / CHECKPOINTS_DIR
     if not folder.is_dir():
         return []
@@ -296,8 +301,18 @@ def sorted_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def check_resume_state(state: dict[str, Any], expected: dict[str, Any], checkpoint: Path) -> None:
-    """A checkpoint of another run setting cannot continue this one: name what differs."""
-    diffs = [f"{k}: checkpoint {state.get(k)!r} vs this run {v!r}" for k, v in expected.items() if state.get(k) != v]
+    """A checkpoint of another run setting cannot continue this one: name what differs (for the adapter config,
+    only its differing fields)."""
+    diffs = []
+    for key, value in expected.items():
+        saved = state.get(key)
+        if saved == value:
+            continue
+        if isinstance(saved, dict) and isinstance(value, dict):
+            fields = sorted(k for k in set(saved) | set(value) if saved.get(k) != value.get(k))
+            diffs += [f"{key}.{k}: checkpoint {saved.get(k)!r} vs this run {value.get(k)!r}" for k in fields]
+        else:
+            diffs.append(f"{key}: checkpoint {saved!r} vs this run {value!r}")
     if diffs:
         raise ValueError(
             f"cannot resume from {checkpoint}: it was written by a different run setting: " + "; ".join(diffs)
@@ -377,6 +392,7 @@ def load_base_model(name: str | None, role: str = "base model"):
 
 
 def load_tokenizer(name: str):
+    """The tokenizer at `name`, with an error naming it when it cannot be loaded."""
     from transformers import AutoTokenizer
 
     try:
@@ -401,6 +417,7 @@ def frame_transform(model_name: str, image_size: int):
 
 
 def build_model(model_args: ModelArguments, data_args: DataArguments, adapter_config, clip):
+    """The model a method trains: a peft_video adapter model, or a `MeanPoolingCLIP` for the baselines."""
     from peft import get_peft_model
 
     from peft_video.baselines import MeanPoolingCLIP
@@ -427,6 +444,7 @@ def enable_activation_checkpointing(clip) -> None:
 
 
 def base_clip(model):
+    """The CLIPModel inside an adapter model or a baseline."""
     return model.clip if hasattr(model, "clip") else model.get_base_model()
 
 
@@ -451,6 +469,7 @@ class EpochPermutation(torch.utils.data.Sampler):
 
 
 def evaluate_split(model, data, context: dict[str, Any], accelerator, desc: str) -> dict[str, Any]:
+    """Retrieval metrics of `model` on one split (each video and caption encoded once), printed on one line."""
     from peft_video.evaluation import encode_split, split_metrics
 
     encoded = encode_split(
@@ -484,6 +503,7 @@ def evaluate_split(model, data, context: dict[str, Any], accelerator, desc: str)
 
 
 def flat_for_tracker(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+    """`{prefix}/{direction}/{metric}` scalars for the trackers."""
     out = {}
     for direction in ("text_to_video", "video_to_text"):
         for key, value in metrics[direction].items():
@@ -496,6 +516,7 @@ def flat_for_tracker(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse `[--config FILE] [--field value ...]` and run; returns the metrics written to metrics.json."""
     model_args, data_args, train_args = parse_args(ALL_ARGUMENTS, argv, description=__doc__)
     return run(model_args, data_args, train_args)
 
@@ -977,6 +998,7 @@ class zero_shot_view:  # noqa: N801  (a context manager used like a function)
 
 
 def save_model(network, folder: Path) -> None:
+    """`save_pretrained` into `folder` (an adapter with its card, or a whole CLIPModel)."""
     folder.mkdir(parents=True, exist_ok=True)
     network.save_pretrained(str(folder))
 
@@ -999,6 +1021,7 @@ def load_best(network, folder: Path, method: str) -> None:
 
 
 def save_checkpoint(accelerator, output_dir: Path, state: dict[str, Any], limit: int | None) -> None:
+    """`accelerator.save_state` plus run_state.json; keeps the newest `limit` checkpoints."""
     folder = output_dir / CHECKPOINTS_DIR / f"checkpoint-{state['global_step']}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
@@ -1067,6 +1090,7 @@ def save_preprocessing(output_dir: Path, tokenizer, model_name: str) -> None:
 
 
 def push(network, output_dir: Path, train_args: TrainArguments):
+    """Upload the final model to `hub_model_id` (default: the output folder's name) with its model card."""
     repo_id = train_args.hub_model_id or output_dir.resolve().name
     info = network.push_to_hub(repo_id, private=train_args.hub_private_repo)
     print(f"pushed to the Hub: {repo_id}")
