@@ -103,6 +103,13 @@ class DataArguments:
     validation_split: str = field(default="val", metadata={"help": "Split used for model selection."})
     test_split: str = field(default="test", metadata={"help": "Split evaluated once, with the selected adapter."})
     num_frames: int = field(default=12, metadata={"help": "Frames per video fed to the model (adapter num_frames)."})
+    train_num_frames: int | None = field(
+        default=None,
+        metadata={
+            "help": "Frames per video in training only, if fewer than num_frames (Prompt Switch trains on 6 and "
+            "evaluates on 12); default num_frames."
+        },
+    )
     max_text_length: int = field(default=32, metadata={"help": "Caption length in tokens (SOT and EOT included)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(
@@ -685,6 +692,22 @@ class Training:
     state: dict[str, Any]
 
 
+def training_sampling(current: Run):
+    """The evaluation sampling, with `train_num_frames` frames when set (a clear error if the method cannot take
+    them, e.g. a count that is not a multiple of Prompt Cube's chunk)."""
+    import dataclasses
+
+    sampling, frames = current.context["sampling"], current.data_args.train_num_frames
+    if frames is None or frames == sampling.num_frames:
+        return sampling
+    if frames > sampling.num_frames:
+        raise ValueError(f"train_num_frames={frames} exceeds num_frames={sampling.num_frames}")
+    try:
+        return dataclasses.replace(sampling, num_frames=frames)
+    except ValueError as err:
+        raise ValueError(f"train_num_frames={frames} does not fit the frame sampling: {err}") from err
+
+
 def build_training(current: Run) -> Training:
     """Training data (order and frame jitter functions of seed, epoch and sample), AdamW with learning-rate groups,
     warmup + schedule, everything prepared by Accelerate; checkpoints keep only the trainable weights."""
@@ -695,7 +718,7 @@ def build_training(current: Run) -> Training:
 
     args, data_args, accelerator = current.train_args, current.data_args, current.accelerator
     dataset = VideoTextDataset(
-        current.splits["train"], current.context["sampling"], current.context["transform"], train=True,
+        current.splits["train"], training_sampling(current), current.context["transform"], train=True,
         backend=data_args.video_backend, on_error=data_args.on_error, decode_timeout=data_args.decode_timeout or None,
         cache=data_args.frame_cache,
     )  # fmt: skip

@@ -288,8 +288,8 @@ def test_other_methods_train_through_the_same_script(train, assets, tmp_path, me
     if method not in available_methods():
         pytest.skip(f"{method} is not importable in this installation")
     argv = argv_for(assets, tmp_path / method, method=method) + ["--max_steps", "1", "--eval_steps", "1"]
-    if method == "prompt_cube":  # num_frames (4) must be a multiple of num_prompts
-        argv += ["--method_config", '{"num_prompts": 2}']
+    if method == "prompt_cube":  # num_frames (4) must be a multiple of num_prompts; trains on one chunk of 2
+        argv += ["--method_config", '{"num_prompts": 2}', "--train_num_frames", "2"]
     metrics = train.main(argv)
     assert metrics["steps"] == 1 and (tmp_path / method / "adapter_model.safetensors").is_file()
     assert json.loads((tmp_path / method / "adapter_config.json").read_text())["peft_type"] == method.upper()
