@@ -409,11 +409,19 @@ def load_tokenizer(name: str):
 
 
 def frame_transform(model_name: str, image_size: int):
-    """CLIP preprocessing from the base model's image processor when it has one, else OpenAI CLIP's at image_size."""
+    """CLIP preprocessing from the base model's image processor settings when it has them, else OpenAI CLIP's at
+    image_size. A local folder's preprocessor_config.json is read directly (no image-processor backend needed)."""
+    from types import SimpleNamespace
+
     from peft_video.data import ClipFrameTransform
 
-    if Path(model_name).is_dir() and not (Path(model_name) / "preprocessor_config.json").is_file():
-        return ClipFrameTransform.for_image_size(image_size)
+    folder = Path(model_name)
+    if folder.is_dir():
+        config_file = folder / "preprocessor_config.json"
+        if not config_file.is_file():
+            return ClipFrameTransform.for_image_size(image_size)
+        settings = json.loads(config_file.read_text())
+        return ClipFrameTransform.from_processor(SimpleNamespace(**settings), image_size=image_size)
     try:
         from transformers import CLIPImageProcessor
 

@@ -300,3 +300,15 @@ def test_missing_base_model_is_named(train, assets, tmp_path):
     with pytest.raises(OSError, match=r"base model '.*no_such_clip' cannot be loaded as a CLIPModel"):
         train.main(argv)
     assert not (tmp_path / "out").exists()
+
+
+def test_frame_transform_reads_a_local_preprocessor_config_like_the_image_processor(train):
+    from transformers import CLIPImageProcessor
+
+    from peft_video.data import ClipFrameTransform
+    from peft_video.synthetic import TINY_CLIP_PATH
+
+    if not (TINY_CLIP_PATH / "preprocessor_config.json").is_file():
+        pytest.skip("the committed tiny CLIP is not there yet")
+    expected = ClipFrameTransform.from_processor(CLIPImageProcessor.from_pretrained(TINY_CLIP_PATH), image_size=64)
+    assert train.frame_transform(str(TINY_CLIP_PATH), 64) == expected
