@@ -61,17 +61,17 @@ def frozen_attention(
     return attn.out_proj(out.transpose(-3, -2).flatten(-2))
 
 
-def attention_heads(attn: CLIPAttention, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CLIP's frozen q/k/v projections of states [..., N, D], split into heads [..., heads, N, head_dim].
+def attention_heads(attn: CLIPAttention, states: torch.Tensor, projections: str = "qkv") -> tuple[torch.Tensor, ...]:
+    """CLIP's frozen projections of states [..., N, D] named in `projections` (default q, k, v, in that order), split
+    into heads [..., heads, N, head_dim].
 
     For tokens that serve several attention calls with different key sets (DGL's local and global calls): project them
     once and combine the heads with `attend_heads`, instead of re-projecting them in each `frozen_attention` call.
+    Tokens that are only keys and values need `projections="kv"`.
     """
     heads, head_dim = attn.num_heads, attn.head_dim
-    return tuple(
-        proj(states).unflatten(-1, (heads, head_dim)).transpose(-3, -2)
-        for proj in (attn.q_proj, attn.k_proj, attn.v_proj)
-    )
+    layers = {"q": attn.q_proj, "k": attn.k_proj, "v": attn.v_proj}
+    return tuple(layers[name](states).unflatten(-1, (heads, head_dim)).transpose(-3, -2) for name in projections)
 
 
 def attend_heads(

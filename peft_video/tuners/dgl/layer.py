@@ -164,7 +164,9 @@ class DGLModule(VideoAdapterModule):
         attn = layer.self_attn
         batch, frames = frame_states.shape[:2]
         q_g, k_g, v_g = clip_ops.attention_heads(attn, layer.layer_norm1(global_states))  # [B, H, G, hd]
-        q_f, k_f, v_f = clip_ops.attention_heads(attn, layer.layer_norm1(frame_states))  # [B, T, H, N, hd]
+        # frames are keys for G; they are queries only when their own update is needed
+        frame_heads = clip_ops.attention_heads(attn, layer.layer_norm1(frame_states), "qkv" if update_frames else "kv")
+        k_f, v_f = frame_heads[-2:]  # [B, T, H, N, hd]
         # global: G reads every token of every (real) frame
         keys = torch.cat([k_g, k_f.transpose(1, 2).flatten(2, 3)], dim=2)
         values = torch.cat([v_g, v_f.transpose(1, 2).flatten(2, 3)], dim=2)
@@ -176,7 +178,7 @@ class DGLModule(VideoAdapterModule):
         # the batch dimension (rank-4 inputs take SDPA's fused CPU kernel).
         keys = torch.cat([k_g.unsqueeze(1).expand(-1, frames, -1, -1, -1), k_f], dim=3).flatten(0, 1)
         values = torch.cat([v_g.unsqueeze(1).expand(-1, frames, -1, -1, -1), v_f], dim=3).flatten(0, 1)
-        local = clip_ops.attend_heads(attn, q_f.flatten(0, 1), keys, values).unflatten(0, (batch, frames))
+        local = clip_ops.attend_heads(attn, frame_heads[0].flatten(0, 1), keys, values).unflatten(0, (batch, frames))
         frame_states = frame_states + local
         frame_states = frame_states + layer.mlp(layer.layer_norm2(frame_states))
         return global_states, frame_states
