@@ -190,3 +190,29 @@ def test_retrieval_metrics_from_embeddings_drop_invalid_videos_and_score_subsets
         retrieval_metrics_from_embeddings(
             texts, videos, torch.tensor([0, 1, 2, 2]), video_valid=torch.zeros(3, dtype=bool)
         )
+
+
+def test_adapter_by_hub_id_from_an_offline_hub_cache(evaluate, assets, tmp_path, monkeypatch):
+    """A Hub id resolves through the Hub cache (offline here) exactly like a folder."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--someone--tiny-tfvl"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copyfile(assets.adapter / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "hub_eval.json"
+    by_id = evaluate.main(
+        ["--adapter_name_or_path", "someone/tiny-tfvl", "--output_file", str(out)] + data_argv(assets)
+    )
+    by_folder = evaluate.main(
+        ["--adapter_name_or_path", str(assets.adapter), "--output_file", str(tmp_path / "f.json")] + data_argv(assets)
+    )
+    assert by_id["model"] == "someone/tiny-tfvl" and by_id["metrics"] == by_folder["metrics"]
