@@ -14,17 +14,16 @@ import os
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel
 
-from .losses import contrastive_loss
 from .modeling import (
     VideoTextRetrievalOutput,
     check_text_inputs,
     check_video_inputs,
     mean_pooled_video_features,
     stock_text_features,
+    video_text_output,
 )
 
 
@@ -78,29 +77,11 @@ class MeanPoolingCLIP(nn.Module):
     ) -> VideoTextRetrievalOutput:
         if pixel_values is None:
             raise ValueError("A video-text forward needs both input_ids and pixel_values.")
-        video_output = self.get_video_features(pixel_values, video_mask)
-        text_output = self.get_text_features(input_ids, attention_mask)
-        video_embeds = F.normalize(video_output.pooler_output, dim=-1)
-        text_embeds = F.normalize(text_output.pooler_output, dim=-1)
-        logit_scale = self.clip.logit_scale.exp()
-        logits_per_text = logit_scale * text_embeds @ video_embeds.t()
-        loss = None
-        if return_loss:
-            if text_embeds.shape[0] != video_embeds.shape[0]:
-                raise ValueError(
-                    f"return_loss=True pairs caption i with video i: got {text_embeds.shape[0]} captions and "
-                    f"{video_embeds.shape[0]} videos."
-                )
-            loss = contrastive_loss(text_embeds, video_embeds, logit_scale)
-        return VideoTextRetrievalOutput(
-            loss=loss,
-            contrastive_loss=loss,
-            logits_per_text=logits_per_text,
-            logits_per_video=logits_per_text.t(),
-            text_embeds=text_embeds,
-            video_embeds=video_embeds,
-            text_model_output=text_output,
-            video_model_output=video_output,
+        return video_text_output(
+            self.get_video_features(pixel_values, video_mask),
+            self.get_text_features(input_ids, attention_mask),
+            self.clip.logit_scale.exp(),
+            return_loss=return_loss,
         )
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:

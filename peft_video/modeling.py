@@ -7,6 +7,7 @@ adapter is disabled, and turns embeddings into logits and the (distributed) cont
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +153,43 @@ def stock_text_features(clip: CLIPModel, input_ids: torch.Tensor, attention_mask
     text_outputs = clip_ops.text_tower(clip)(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
     text_outputs.pooler_output = clip.text_projection(text_outputs.pooler_output)
     return text_outputs
+
+
+def video_text_output(
+    video_output: VideoModelOutput,
+    text_output: BaseModelOutputWithPooling,
+    logit_scale: torch.Tensor,
+    *,
+    return_loss: bool | None,
+    auxiliary_loss: Callable[[], torch.Tensor | None] | None = None,
+) -> VideoTextRetrievalOutput:
+    """Embeddings → normalised embeddings, scaled cosine logits [n_texts, n_videos] and, with `return_loss`, the
+    contrastive loss over all processes plus `auxiliary_loss()` when given (a method's extra training objective)."""
+    video_embeds = F.normalize(video_output.pooler_output, dim=-1)
+    text_embeds = F.normalize(text_output.pooler_output, dim=-1)
+    logits_per_text = logit_scale * text_embeds @ video_embeds.t()
+    loss = contrastive = auxiliary = None
+    if return_loss:
+        if text_embeds.shape[0] != video_embeds.shape[0]:
+            raise ValueError(
+                f"return_loss=True pairs caption i with video i: got {text_embeds.shape[0]} captions and "
+                f"{video_embeds.shape[0]} videos."
+            )
+        loss = contrastive = contrastive_loss(text_embeds, video_embeds, logit_scale)
+        auxiliary = auxiliary_loss() if auxiliary_loss is not None else None
+        if auxiliary is not None:
+            loss = contrastive + auxiliary
+    return VideoTextRetrievalOutput(
+        loss=loss,
+        contrastive_loss=contrastive,
+        auxiliary_loss=auxiliary,
+        logits_per_text=logits_per_text,
+        logits_per_video=logits_per_text.t(),
+        text_embeds=text_embeds,
+        video_embeds=video_embeds,
+        text_model_output=text_output,
+        video_model_output=video_output,
+    )
 
 
 class VideoAdapterModule(nn.Module):
@@ -382,34 +420,19 @@ class VideoTuner(BaseTuner):
             raise ValueError("A video-text forward needs both input_ids and pixel_values.")
         video_output = self.get_video_features(pixel_values, video_mask)
         text_output = self.get_text_features(input_ids, attention_mask)
-        video_embeds = F.normalize(video_output.pooler_output, dim=-1)
-        text_embeds = F.normalize(text_output.pooler_output, dim=-1)
-        logit_scale = self.model.logit_scale.exp()
-        logits_per_text = logit_scale * text_embeds @ video_embeds.t()
+        module = self.video_layer.active_module()
+        auxiliary_loss = None
+        if self.training and module is not None:
 
-        loss = contrastive = auxiliary = None
-        if return_loss:
-            if text_embeds.shape[0] != video_embeds.shape[0]:
-                raise ValueError(
-                    f"return_loss=True pairs caption i with video i: got {text_embeds.shape[0]} captions and "
-                    f"{video_embeds.shape[0]} videos."
-                )
-            loss = contrastive = contrastive_loss(text_embeds, video_embeds, logit_scale)
-            module = self.video_layer.active_module()
-            if self.training and module is not None:
-                auxiliary = module.auxiliary_loss(
+            def auxiliary_loss():
+                return module.auxiliary_loss(
                     self.model, input_ids=input_ids, attention_mask=attention_mask, video_output=video_output
                 )
-                if auxiliary is not None:
-                    loss = contrastive + auxiliary
-        return VideoTextRetrievalOutput(
-            loss=loss,
-            contrastive_loss=contrastive,
-            auxiliary_loss=auxiliary,
-            logits_per_text=logits_per_text,
-            logits_per_video=logits_per_text.t(),
-            text_embeds=text_embeds,
-            video_embeds=video_embeds,
-            text_model_output=text_output,
-            video_model_output=video_output,
+
+        return video_text_output(
+            video_output,
+            text_output,
+            self.model.logit_scale.exp(),
+            return_loss=return_loss,
+            auxiliary_loss=auxiliary_loss,
         )

@@ -15,11 +15,11 @@ from transformers import CLIPModel
 
 from peft_video import PromptCubeConfig, clip_ops
 from peft_video.testing import make_clip, random_captions, random_videos, vit_b32_config
+from peft_video.training import parameter_groups
 from peft_video.tuners.prompt_cube import (
     CLIP_FREQUENT_TOKEN_IDS,
     FREQUENT_WORDS,
     frequent_word_token_ids,
-    full_finetuning_parameter_groups,
     layer,
     switch_prompt_blocks,
 )
@@ -374,21 +374,24 @@ def test_full_finetuning_through_modules_to_save(tmp_path, clip, clip_config):
         assert all(p.requires_grad for p in copy.parameters())
         assert not any(p.requires_grad for p in getattr(base, tower).original_module.parameters())
 
-    groups = {g["name"]: g for g in full_finetuning_parameter_groups(model, lr=1e-5, backbone_lr=1e-6)}
-    new_ids = {id(p) for p in groups["prompt_cube"]["params"]}
-    backbone_ids = {id(p) for p in groups["backbone"]["params"]}
+    groups = parameter_groups(model, learning_rate=1e-5, other_learning_rate=1e-6, weight_decay=0.2)
+    new_ids = {id(p) for g in groups if g["name"].startswith("adapter") for p in g["params"]}
+    backbone_ids = {id(p) for g in groups if g["name"].startswith("other") for p in g["params"]}
     module = model.base_model.video_layer.active_module()
     assert {id(p) for p in module.parameters()} == new_ids
     copies = {id(p) for t in towers for p in getattr(base, t).modules_to_save["default"].parameters()}
     assert copies == backbone_ids
-    assert (groups["prompt_cube"]["lr"], groups["backbone"]["lr"]) == (1e-5, 1e-6)
+    assert {g["lr"] for g in groups if g["name"].startswith("adapter")} == {1e-5}
+    assert {g["lr"] for g in groups if g["name"].startswith("other")} == {1e-6}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable == new_ids | backbone_ids
 
     # the forward runs on the trainable copies: a step on them changes the embeddings
     videos, captions = random_videos(clip_config, 2, 4), random_captions(clip_config, 2)
     model.train()
-    optimizer = torch.optim.AdamW(full_finetuning_parameter_groups(model, lr=1e-3, backbone_lr=1e-3))
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, learning_rate=1e-3, other_learning_rate=1e-3, weight_decay=0.0)
+    )
     before = video_embeds(model, videos)
     model(**captions, pixel_values=videos, return_loss=True).loss.backward()
     assert all(p.grad is not None for p in base.vision_model.modules_to_save["default"].parameters())

@@ -3,7 +3,7 @@ frozen vision layer, a prompt readout, and an auxiliary captioning objective. Do
 
 from .config import CLIP_FREQUENT_TOKEN_IDS, FREQUENT_WORDS, PromptCubeConfig, frequent_word_token_ids
 from .layer import CaptionDecoder, PromptCubeLayer, PromptCubeModule, switch_prompt_blocks
-from .model import PromptCubeModel, full_finetuning_parameter_groups
+from .model import PromptCubeModel
 
 CONFIG_CLS = PromptCubeConfig
 MODEL_CLS = PromptCubeModel
@@ -17,6 +17,5 @@ __all__ = [
     "PromptCubeModel",
     "PromptCubeModule",
     "frequent_word_token_ids",
-    "full_finetuning_parameter_groups",
     "switch_prompt_blocks",
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -67,33 +65,3 @@ class PromptCubeModel(VideoTuner):
             # a retrieval-only adapter loaded for training: keep the captioner's fresh init, reported as loaded
             remapped.update({k: v.detach().clone() for k, v in model_captioner.items()})
         return remapped
-
-
-def full_finetuning_parameter_groups(
-    model: nn.Module,
-    *,
-    lr: float = 1e-5,
-    backbone_lr: float = 1e-6,
-    weight_decay: float = 0.2,
-    backbone_weight_decay: float | None = None,
-) -> list[dict[str, Any]]:
-    """Optimizer parameter groups for the paper's setting: new parts (everything of the Prompt Cube adapter: cube,
-    readout, captioner) at `lr`; every other trainable parameter (the copies of the base model that peft trains for
-    `modules_to_save`, e.g. `["vision_model", "text_model", "visual_projection", "text_projection"]`) at
-    `backbone_lr`. The reference uses 1e-5 / 1e-6 and weight decay 0.2 on both. Empty groups are left out.
-
-    `torch.optim.AdamW(full_finetuning_parameter_groups(model))` then reproduces the reference's two learning rates
-    (without its quirk of putting the readout attention in the backbone group).
-    """
-    new_parts, backbone = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (new_parts if PromptCubeModel.prefix in name else backbone).append(parameter)
-    if backbone_weight_decay is None:
-        backbone_weight_decay = weight_decay
-    groups = [
-        {"params": new_parts, "lr": lr, "weight_decay": weight_decay, "name": "prompt_cube"},
-        {"params": backbone, "lr": backbone_lr, "weight_decay": backbone_weight_decay, "name": "backbone"},
-    ]
-    return [group for group in groups if group["params"]]
