@@ -63,8 +63,13 @@ def time_loader(dataset, workers: int, batch_size: int, passes: int) -> float:
 
 
 def _time_loader(dataset, workers: int, batch_size: int, passes: int) -> float:
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                         persistent_workers=workers > 0, collate_fn=VideoTextCollator())
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        collate_fn=VideoTextCollator(),
+    )
     for batch in loader:  # warm-up: worker start, file system cache, lazy imports
         assert batch["batch_size"] > 0
     start = time.perf_counter()
@@ -90,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     parser.add_argument("--videos", type=int, default=16, help="number of clips")
     parser.add_argument("--passes", type=int, default=2, help="timed passes per configuration")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2],
-                        help="DataLoader worker counts; 0 = in the main process with one torch thread")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="DataLoader worker counts; 0 = in the main process with one torch thread",
+    )
     parser.add_argument("--num-frames", type=int, default=12)
     parser.add_argument("--clip-dir", type=Path, default=None, help="reuse/generate clips here (default: temp dir)")
     parser.add_argument("--note", default="", help="free text about the machine's conditions, added to the output")
@@ -146,10 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     decord = {w: results[("decord", w)] for w in args.workers}
     lines += [
         "",
-        "Ratios: " + "; ".join(
+        "Ratios: "
+        + "; ".join(
             f"{_column(w).split(' (')[0]}: decord/PyAV {decord[w] / results[('PyAV', w)]:.2f}x, "
-            f"cache/decord {results[('cache', w)] / decord[w]:.1f}x" for w in args.workers
-        ) + ". Targets: decord >= PyAV, cache >= 10x decord.",
+            f"cache/decord {results[('cache', w)] / decord[w]:.1f}x"
+            for w in args.workers
+        )
+        + ". Targets: decord >= PyAV, cache >= 10x decord.",
         "",
         f"Building the cache (`build_frame_cache`, 2 decoder processes) took {cache_build:.1f} s "
         f"for {len(clips)} clips.",

@@ -37,8 +37,18 @@ def _sampling(args: argparse.Namespace, num_frames: int):
     values: dict[str, Any] = {"num_frames": num_frames}
     if args.adapter_config is not None:
         config = json.loads(args.adapter_config.read_text())
-        values = {k: config[k] for k in ("num_frames", "frame_sampling", "sampling_fps", "frame_chunk_size",
-                                          "image_size", "short_video_policy") if config.get(k) is not None}
+        values = {
+            k: config[k]
+            for k in (
+                "num_frames",
+                "frame_sampling",
+                "sampling_fps",
+                "frame_chunk_size",
+                "image_size",
+                "short_video_policy",
+            )
+            if config.get(k) is not None
+        }
     for key in ("num_frames", "frame_sampling", "sampling_fps", "frame_chunk_size", "short_video_policy"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
@@ -59,8 +69,14 @@ def _validate(args: argparse.Namespace) -> int:
     from peft_video.data.validate import validate_dataset
 
     data = load_manifest(args.manifest, split=args.split)
-    report = validate_dataset(data, _sampling(args, 8), jobs=args.jobs, timeout=args.timeout, backend=args.backend,
-                              progress=not args.no_progress)
+    report = validate_dataset(
+        data,
+        _sampling(args, 8),
+        jobs=args.jobs,
+        timeout=args.timeout,
+        backend=args.backend,
+        progress=not args.no_progress,
+    )
     print(report.summary())
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
@@ -77,12 +93,22 @@ def _cache(args: argparse.Namespace) -> int:
     data = load_manifest(args.manifest, split=args.split)
     out = args.out or default_cache_dir(args.manifest)
     sampling = _sampling(args, 12)
-    cache = build_frame_cache(data["video"], out, sampling, short_side=args.short_side, jobs=args.jobs,
-                              timeout=args.timeout, backend=args.backend, progress=not args.no_progress)
+    cache = build_frame_cache(
+        data["video"],
+        out,
+        sampling,
+        short_side=args.short_side,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        backend=args.backend,
+        progress=not args.no_progress,
+    )
     size = os.path.getsize(Path(out) / "frames.u8")
     summary = cache.summary()
-    print(f"frame cache at {out}: {summary['ok']} videos cached, {summary['failed']} failed, "
-          f"{size / 2**20:.1f} MiB, sampling {sampling.to_dict()}, short side {args.short_side}")
+    print(
+        f"frame cache at {out}: {summary['ok']} videos cached, {summary['failed']} failed, "
+        f"{size / 2**20:.1f} MiB, sampling {sampling.to_dict()}, short side {args.short_side}"
+    )
     for video, entry in cache.entries.items():
         if entry.status != "ok":
             print(f"FAILED {video}: {entry.reason}")
@@ -115,8 +141,9 @@ def _preprocess(args: argparse.Namespace) -> int:
     failures: dict[str, str] = {}
 
     def work(decoder, video):
-        call = IsolatedCall(video, reencode_video, (video, destination(video), args.fps, args.short_side,
-                                                    args.codec, args.crf))
+        call = IsolatedCall(
+            video, reencode_video, (video, destination(video), args.fps, args.short_side, args.codec, args.crf)
+        )
         return decoder.call(call)
 
     with tqdm(total=len(videos), desc="re-encoding", unit="video", disable=args.no_progress) as bar:
@@ -133,12 +160,19 @@ def _preprocess(args: argparse.Namespace) -> int:
     manifest_out = out_dir / args.manifest.name
     if rows:
         write_manifest(rows, manifest_out)
-    record = {"source_manifest": str(args.manifest.resolve()), "manifest": str(manifest_out), "parameters": parameters,
-              "videos": list(results.values()), "failed": failures}
+    record = {
+        "source_manifest": str(args.manifest.resolve()),
+        "manifest": str(manifest_out),
+        "parameters": parameters,
+        "videos": list(results.values()),
+        "failed": failures,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "preprocess.json").write_text(json.dumps(record, indent=1))
-    print(f"re-encoded {len(results)} videos into {out_dir} ({parameters}); manifest {manifest_out}; "
-          f"parameters recorded in {out_dir / 'preprocess.json'}")
+    print(
+        f"re-encoded {len(results)} videos into {out_dir} ({parameters}); manifest {manifest_out}; "
+        f"parameters recorded in {out_dir / 'preprocess.json'}"
+    )
     for video, reason in failures.items():
         print(f"FAILED {video}: {reason}")
     return 1 if args.strict and failures else 0
@@ -147,8 +181,9 @@ def _preprocess(args: argparse.Namespace) -> int:
 def _benchmark(args: argparse.Namespace) -> int:
     from peft_video.data import build_benchmark, write_manifest
 
-    data, report = build_benchmark(args.name, args.annotations, args.videos, args.split,
-                                   missing="raise" if args.strict else "drop")
+    data, report = build_benchmark(
+        args.name, args.annotations, args.videos, args.split, missing="raise" if args.strict else "drop"
+    )
     print(report)
     write_manifest(data, args.out)
     print(f"manifest with {len(data)} rows written to {args.out}")
@@ -187,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from peft_video.data.benchmarks import BENCHMARK_BUILDERS
 
-    benchmark = commands.add_parser("benchmark", help="write a manifest for a standard benchmark from its official "
-                                    "annotation files and a local video folder")
+    benchmark = commands.add_parser(
+        "benchmark",
+        help="write a manifest for a standard benchmark from its official annotation files and a local video folder",
+    )
     benchmark.add_argument("name", choices=sorted(BENCHMARK_BUILDERS))
     benchmark.add_argument("--split", required=True, help="e.g. msrvtt: train_9k, test_1k; didemo: test")
     benchmark.add_argument("--annotations", type=Path, required=True, help="folder with the official annotation files")

@@ -17,14 +17,18 @@ def manifests(tmp_path_factory):
     write_zero_byte(d / "videos" / "empty.mp4")
     write_random_bytes(d / "videos" / "noise.mkv")
     write_truncated(d / "videos" / "cut.mp4")
-    good = [{"video": "videos/a.mp4", "caption": "a", "split": "test"},
-            {"video": "videos/b.ts", "caption": "b", "split": "test"},
-            {"video": "videos/b.ts", "caption": "b again", "split": "test"}]
-    bad = good + [{"video": "videos/empty.mp4", "caption": "x", "split": "test"},
-                  {"video": "videos/noise.mkv", "caption": "y", "split": "test"},
-                  {"video": "videos/cut.mp4", "caption": "z", "split": "test"},
-                  {"video": "videos/gone.mp4", "caption": "w", "split": "test"},
-                  {"video": "videos/a.mp4", "caption": " ", "split": "test"}]
+    good = [
+        {"video": "videos/a.mp4", "caption": "a", "split": "test"},
+        {"video": "videos/b.ts", "caption": "b", "split": "test"},
+        {"video": "videos/b.ts", "caption": "b again", "split": "test"},
+    ]
+    bad = good + [
+        {"video": "videos/empty.mp4", "caption": "x", "split": "test"},
+        {"video": "videos/noise.mkv", "caption": "y", "split": "test"},
+        {"video": "videos/cut.mp4", "caption": "z", "split": "test"},
+        {"video": "videos/gone.mp4", "caption": "w", "split": "test"},
+        {"video": "videos/a.mp4", "caption": " ", "split": "test"},
+    ]
     return write_manifest(good, d / "good.csv"), write_manifest(bad, d / "bad.jsonl")
 
 
@@ -51,19 +55,44 @@ def test_cache_command_builds_a_store_the_dataset_uses(manifests, capsys):
     cache_dir = good.with_name(good.name + ".frames")
     cache = FrameCache.open(cache_dir)
     assert cache.sampling == FrameSampling(num_frames=4) and cache.shape == (2, 4, 32, 32, 3)
-    dataset = VideoTextDataset(load_manifest(good), FrameSampling(num_frames=4, image_size=32), cache=cache_dir,
-                               decode_timeout=None)
+    dataset = VideoTextDataset(
+        load_manifest(good), FrameSampling(num_frames=4, image_size=32), cache=cache_dir, decode_timeout=None
+    )
     assert dataset[1]["pixel_values"].shape == (4, 3, 32, 32)
 
 
 def test_cache_reads_sampling_from_an_adapter_config(manifests, tmp_path, capsys):
     good, _ = manifests
     config = tmp_path / "adapter_config.json"
-    config.write_text(json.dumps({"num_frames": 4, "frame_sampling": "chunked_segments", "frame_chunk_size": 2,
-                                  "sampling_fps": None, "image_size": 32, "peft_type": "TFVL"}))
+    config.write_text(
+        json.dumps(
+            {
+                "num_frames": 4,
+                "frame_sampling": "chunked_segments",
+                "frame_chunk_size": 2,
+                "sampling_fps": None,
+                "image_size": 32,
+                "peft_type": "TFVL",
+            }
+        )
+    )
     out = tmp_path / "c"
-    assert main(["cache", str(good), "--adapter-config", str(config), "--out", str(out), "--short-side", "16",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "cache",
+                str(good),
+                "--adapter-config",
+                str(config),
+                "--out",
+                str(out),
+                "--short-side",
+                "16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert FrameCache.open(out).sampling.frame_sampling == "chunked_segments"
 
 

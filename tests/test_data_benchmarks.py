@@ -20,10 +20,15 @@ def _touch_videos(folder, names):
 def msrvtt(tmp_path):
     anns = tmp_path / "anns"
     anns.mkdir()
-    videos = [{"video_id": f"video{i}", "split": s, "category": i % 3, "id": i}
-              for i, s in enumerate(["train", "train", "validate", "test", "test"])]
-    sentences = [{"video_id": f"video{i}", "caption": f"caption {j} of video {i}", "sen_id": 10 * i + j}
-                 for i in range(5) for j in range(3)]
+    videos = [
+        {"video_id": f"video{i}", "split": s, "category": i % 3, "id": i}
+        for i, s in enumerate(["train", "train", "validate", "test", "test"])
+    ]
+    sentences = [
+        {"video_id": f"video{i}", "caption": f"caption {j} of video {i}", "sen_id": 10 * i + j}
+        for i in range(5)
+        for j in range(3)
+    ]
     (anns / "MSRVTT_data.json").write_text(json.dumps({"videos": videos, "sentences": sentences}))
     (anns / "MSRVTT_train.9k.csv").write_text("video_id\nvideo0\nvideo1\nvideo2\n")
     (anns / "MSRVTT_train.7k.csv").write_text("video_id\nvideo0\n")
@@ -65,9 +70,11 @@ def test_msvd_from_pickled_captions_and_split_lists(tmp_path):
 def test_didemo_builds_paragraphs(tmp_path):
     anns = tmp_path / "anns"
     anns.mkdir()
-    entries = [{"video": "123@N00_456.mov", "description": "a girl jumps. ", "times": [[0, 0]]},
-               {"video": "123@N00_456.mov", "description": "she lands", "times": [[1, 1]]},
-               {"video": "789@N01_1.avi", "description": "a car turns", "times": [[2, 2]]}]
+    entries = [
+        {"video": "123@N00_456.mov", "description": "a girl jumps. ", "times": [[0, 0]]},
+        {"video": "123@N00_456.mov", "description": "she lands", "times": [[1, 1]]},
+        {"video": "789@N01_1.avi", "description": "a car turns", "times": [[2, 2]]},
+    ]
     (anns / "test_data.json").write_text(json.dumps(entries))
     _touch_videos(tmp_path / "videos", ["123@N00_456.mp4", "789@N01_1.mp4"])  # converted to mp4, as usual
     data, report = build_benchmark("didemo", anns, tmp_path / "videos", "test")
@@ -78,9 +85,14 @@ def test_didemo_builds_paragraphs(tmp_path):
 def test_activitynet_paragraphs_with_or_without_v_prefix(tmp_path):
     anns = tmp_path / "anns"
     anns.mkdir()
-    data = {"v_QOlSCBRmfWY": {"duration": 82.7, "timestamps": [[0, 10], [10, 20]],
-                              "sentences": ["A woman dances. ", "She bows."]},
-            "v_ehGHCYKzyZ8": {"duration": 61.7, "timestamps": [[0, 5]], "sentences": ["A man runs."]}}
+    data = {
+        "v_QOlSCBRmfWY": {
+            "duration": 82.7,
+            "timestamps": [[0, 10], [10, 20]],
+            "sentences": ["A woman dances. ", "She bows."],
+        },
+        "v_ehGHCYKzyZ8": {"duration": 61.7, "timestamps": [[0, 5]], "sentences": ["A man runs."]},
+    }
     (anns / "val_1.json").write_text(json.dumps(data))
     _touch_videos(tmp_path / "v", ["v_QOlSCBRmfWY.mp4", "ehGHCYKzyZ8.mkv"])
     built, report = build_benchmark("activitynet", anns, tmp_path / "v", "val_1")
@@ -91,12 +103,19 @@ def test_activitynet_paragraphs_with_or_without_v_prefix(tmp_path):
 def test_lsmdc_tab_separated_with_movie_folders(tmp_path):
     anns = tmp_path / "anns"
     anns.mkdir()
-    lines = ["0001_American_Beauty_00.00.51.926-00.00.54.129\t00.00.51.926\t00.00.54.129\t00.00.51.926\t"
-             "00.00.54.129\tSOMEONE walks.",
-             "0002_Movie_00.01.00.000-00.01.02.000\t0\t0\t0\t0\tSOMEONE smiles."]
+    lines = [
+        "0001_American_Beauty_00.00.51.926-00.00.54.129\t00.00.51.926\t00.00.54.129\t00.00.51.926\t"
+        "00.00.54.129\tSOMEONE walks.",
+        "0002_Movie_00.01.00.000-00.01.02.000\t0\t0\t0\t0\tSOMEONE smiles.",
+    ]
     (anns / "LSMDC16_challenge_1000_publictect.csv").write_text("\n".join(lines) + "\n")
-    _touch_videos(tmp_path / "clips", ["0001_American_Beauty/0001_American_Beauty_00.00.51.926-00.00.54.129.avi",
-                                       "0002_Movie/0002_Movie_00.01.00.000-00.01.02.000.avi"])
+    _touch_videos(
+        tmp_path / "clips",
+        [
+            "0001_American_Beauty/0001_American_Beauty_00.00.51.926-00.00.54.129.avi",
+            "0002_Movie/0002_Movie_00.01.00.000-00.01.02.000.avi",
+        ],
+    )
     data, report = build_benchmark("lsmdc", anns, tmp_path / "clips", "test")
     assert data["caption"] == ["SOMEONE walks.", "SOMEONE smiles."]
     assert data["movie"] == ["0001_American_Beauty", "0002_Movie"] and report.found_videos == 2
@@ -131,9 +150,40 @@ def test_builder_errors_name_what_is_wrong(msrvtt, tmp_path):
 def test_benchmark_command_writes_a_loadable_manifest(msrvtt, tmp_path, capsys):
     anns, videos = msrvtt
     out = tmp_path / "test_1k.csv"
-    assert main(["benchmark", "msrvtt", "--split", "test_1k", "--annotations", str(anns), "--videos", str(videos),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "msrvtt",
+                "--split",
+                "test_1k",
+                "--annotations",
+                str(anns),
+                "--videos",
+                str(videos),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "expected 1000" in capsys.readouterr().out
     assert load_manifest(out)["video_id"] == ["video3", "video4"]
-    assert main(["benchmark", "msrvtt", "--split", "train_9k", "--annotations", str(anns), "--videos", str(videos),
-                 "--out", str(out), "--strict"]) == 2
+    assert (
+        main(
+            [
+                "benchmark",
+                "msrvtt",
+                "--split",
+                "train_9k",
+                "--annotations",
+                str(anns),
+                "--videos",
+                str(videos),
+                "--out",
+                str(out),
+                "--strict",
+            ]
+        )
+        == 2
+    )

@@ -45,8 +45,9 @@ def manifest(tmp_path_factory):
 
 
 def _loader(dataset, workers=0, batch_size=3):
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                       collate_fn=VideoTextCollator())
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=VideoTextCollator()
+    )
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -105,8 +106,9 @@ def test_a_hanging_decoder_in_a_worker_costs_one_sample_not_the_pool(manifest, m
 
 def test_frame_cache_serves_the_same_clips_without_decoding(manifest, monkeypatch):
     data = load_manifest(manifest)
-    cache = build_frame_cache(data["video"], default_cache_dir(manifest), SAMPLING, short_side=32, jobs=2,
-                              progress=False)
+    cache = build_frame_cache(
+        data["video"], default_cache_dir(manifest), SAMPLING, short_side=32, jobs=2, progress=False
+    )
     assert cache.summary() == {"videos": 5, "ok": 3, "failed": 2}
     assert os.path.getsize(cache.directory / "frames.u8") == 5 * 4 * 32 * 32 * 3
     decoded = VideoTextDataset(data, SAMPLING, decode_timeout=None)
@@ -140,8 +142,9 @@ def test_from_manifest_finds_the_cache_beside_the_manifest(tmp_path):
     write_video(tmp_path / "v.mp4", num_frames=8)
     manifest = write_manifest([{"video": "v.mp4", "caption": "x"}], tmp_path / "m.csv")
     assert VideoTextDataset.from_manifest(manifest, SAMPLING).cache is None
-    build_frame_cache([str(tmp_path / "v.mp4")], default_cache_dir(manifest), SAMPLING, short_side=32, jobs=1,
-                      progress=False)
+    build_frame_cache(
+        [str(tmp_path / "v.mp4")], default_cache_dir(manifest), SAMPLING, short_side=32, jobs=1, progress=False
+    )
     dataset = VideoTextDataset.from_manifest(manifest, SAMPLING, decode_timeout=None)
     assert dataset.cache is not None and str(tmp_path / "v.mp4") in dataset.cache
     assert VideoTextDataset.from_manifest(manifest, FrameSampling(num_frames=8)).cache is None  # other sampling
@@ -162,8 +165,9 @@ def test_uint8_batches_normalised_later_equal_normalised_batches(manifest):
 
 def test_repeat_policy_end_to_end_and_reproducible_training_jitter(manifest):
     data = load_manifest(manifest)
-    repeat = VideoTextDataset(data, FrameSampling(num_frames=4, image_size=32, short_video_policy="repeat"),
-                              decode_timeout=None)
+    repeat = VideoTextDataset(
+        data, FrameSampling(num_frames=4, image_size=32, short_video_policy="repeat"), decode_timeout=None
+    )
     item = repeat[1]  # b.mp4: 2 frames spread over 4 real slots
     assert item["video_mask"].all() and item["frame_indices"] == [0, 0, 1, 1]
     train = VideoTextDataset(data, SAMPLING, train=True, decode_timeout=20)

@@ -11,8 +11,9 @@ from peft_video.data import ManifestError, from_hub_dataset, load_manifest, uniq
 def test_csv_manifest_resolves_paths_fills_defaults_and_keeps_extra_columns(tmp_path):
     (tmp_path / "clips").mkdir()
     manifest = tmp_path / "train.csv"
-    manifest.write_text("video,caption,source\nclips/a.mp4,a dog runs,web\nclips/a.mp4,a dog plays,web\n"
-                        "/abs/b.mp4,a cat,cam\n")
+    manifest.write_text(
+        "video,caption,source\nclips/a.mp4,a dog runs,web\nclips/a.mp4,a dog plays,web\n/abs/b.mp4,a cat,cam\n"
+    )
     data = load_manifest(manifest)
     assert isinstance(data, datasets.Dataset)
     assert data["video"][0] == str(tmp_path / "clips" / "a.mp4")
@@ -22,8 +23,10 @@ def test_csv_manifest_resolves_paths_fills_defaults_and_keeps_extra_columns(tmp_
 
 
 def test_jsonl_manifest_with_splits_and_ids(tmp_path):
-    rows = [{"video": "a.mp4", "caption": "one", "video_id": "v1", "split": "train", "duration": 3.5},
-            {"video": "b.mp4", "caption": "two", "video_id": "v2", "split": "test"}]
+    rows = [
+        {"video": "a.mp4", "caption": "one", "video_id": "v1", "split": "train", "duration": 3.5},
+        {"video": "b.mp4", "caption": "two", "video_id": "v2", "split": "test"},
+    ]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     test = load_manifest(manifest, split="test")
@@ -76,8 +79,9 @@ def test_hub_dataset_with_path_or_undecoded_video_column(tmp_path):
 
 
 def test_unique_videos_maps_each_caption_to_its_video():
-    data = datasets.Dataset.from_dict({"video_id": ["a", "b", "a", "c", "b"], "video": list("ABACB"),
-                                       "caption": list("12345")})
+    data = datasets.Dataset.from_dict(
+        {"video_id": ["a", "b", "a", "c", "b"], "video": list("ABACB"), "caption": list("12345")}
+    )
     index = unique_videos(data)
     assert index.video_ids == ["a", "b", "c"] and index.videos == ["A", "B", "C"]
     assert index.caption_to_video == [0, 1, 0, 2, 1]

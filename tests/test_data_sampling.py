@@ -54,8 +54,9 @@ def test_short_video_pad_policy_keeps_real_frames_first_and_masks_the_rest():
 
 @pytest.mark.parametrize("strategy", ["segments", "chunked_segments", "fps"])
 def test_short_video_repeat_policy_fills_every_slot_with_real_frames(strategy):
-    sampling = FrameSampling(num_frames=8, frame_sampling=strategy, frame_chunk_size=4, sampling_fps=30.0,
-                             short_video_policy="repeat")
+    sampling = FrameSampling(
+        num_frames=8, frame_sampling=strategy, frame_chunk_size=4, sampling_fps=30.0, short_video_policy="repeat"
+    )
     indices, mask = sample_frame_indices(3, 30.0, sampling)
     assert len(indices) == 8 and mask.all()
     assert set(indices) == {0, 1, 2}
@@ -73,8 +74,9 @@ def test_fps_sampling_needs_the_video_frame_rate():
 
 
 def test_from_config_reads_adapter_config_fields_and_rejects_bad_values():
-    config = SimpleNamespace(num_frames=8, frame_sampling="chunked_segments", sampling_fps=None, frame_chunk_size=4,
-                             image_size=224)
+    config = SimpleNamespace(
+        num_frames=8, frame_sampling="chunked_segments", sampling_fps=None, frame_chunk_size=4, image_size=224
+    )
     sampling = FrameSampling.from_config(config, short_video_policy="repeat")
     assert sampling == FrameSampling(8, "chunked_segments", None, 4, 224, "repeat")
     assert FrameSampling.from_config(sampling.to_dict()) == sampling
@@ -92,5 +94,9 @@ def test_from_config_reads_a_real_adapter_config():
     config = VideoAdapterConfig(num_frames=8, frame_sampling="chunked_segments", frame_chunk_size=4, image_size=224)
     sampling = FrameSampling.from_config(config)
     assert (sampling.num_frames, sampling.frame_sampling, sampling.frame_chunk_size, sampling.image_size) == (
-        8, "chunked_segments", 4, 224)
+        8,
+        "chunked_segments",
+        4,
+        224,
+    )
     assert sampling.short_video_policy == "pad"

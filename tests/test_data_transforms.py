@@ -51,21 +51,36 @@ def _tokenizer():
     backend.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 5), ("<|endoftext|>", 6)]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                                   pad_token="<|endoftext|>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
 
 
 def _sample(video_id, frames=4, real=4, caption="a dog runs"):
     mask = torch.zeros(frames, dtype=torch.bool)
     mask[:real] = True
-    return {"pixel_values": torch.randn(frames, 3, 8, 8), "video_mask": mask, "video_id": video_id,
-            "caption": caption, "video": f"/v/{video_id}.mp4"}
+    return {
+        "pixel_values": torch.randn(frames, 3, 8, 8),
+        "video_mask": mask,
+        "video_id": video_id,
+        "caption": caption,
+        "video": f"/v/{video_id}.mp4",
+    }
 
 
 def test_collator_stacks_tokenizes_and_drops_failed_samples():
     collate = VideoTextCollator(tokenizer=_tokenizer(), max_text_length=6)
-    batch = collate([_sample("a", real=2), FailedSample("/v/bad.mp4", "file is empty (0 bytes)"),
-                     _sample("b", caption="a dog runs fast fast fast fast")])
+    batch = collate(
+        [
+            _sample("a", real=2),
+            FailedSample("/v/bad.mp4", "file is empty (0 bytes)"),
+            _sample("b", caption="a dog runs fast fast fast fast"),
+        ]
+    )
     assert batch["pixel_values"].shape == (2, 4, 3, 8, 8) and batch["pixel_values"].dtype == torch.float32
     assert batch["video_mask"].dtype == torch.bool and batch["video_mask"][0].tolist() == [True, True, False, False]
     assert batch["video_id"] == ["a", "b"] and batch["batch_size"] == 2

@@ -198,6 +198,15 @@ def write_video_library(directory: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-HEALTHY = ("h264", "mpeg4", "mpegts", "odd_size", "one_frame", "tiny_1x1", "resolution_change", "non_utf8_metadata",
-           "vp9")
+HEALTHY = (
+    "h264",
+    "mpeg4",
+    "mpegts",
+    "odd_size",
+    "one_frame",
+    "tiny_1x1",
+    "resolution_change",
+    "non_utf8_metadata",
+    "vp9",
+)
 BROKEN = ("audio_only", "zero_byte", "random_bytes", "truncated", "missing")

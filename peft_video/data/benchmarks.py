@@ -57,17 +57,18 @@ class BuildReport:
 
     @property
     def complete(self) -> bool:
-        return not self.missing_videos and (self.expected_videos is None or
-                                            self.found_videos == self.expected_videos)
+        return not self.missing_videos and (self.expected_videos is None or self.found_videos == self.expected_videos)
 
     def __str__(self) -> str:
         def versus(found: int, expected: int | None) -> str:
             return f"{found}" if expected is None else f"{found} (expected {expected})"
 
         videos = versus(self.annotated_videos, self.expected_videos)
-        lines = [f"{self.benchmark} {self.split}: annotated videos {videos}, "
-                 f"captions {versus(self.captions, self.expected_captions)}, videos on disk {self.found_videos}, "
-                 f"missing {len(self.missing_videos)}"]
+        lines = [
+            f"{self.benchmark} {self.split}: annotated videos {videos}, "
+            f"captions {versus(self.captions, self.expected_captions)}, videos on disk {self.found_videos}, "
+            f"missing {len(self.missing_videos)}"
+        ]
         if self.missing_videos:
             shown = self.missing_videos[:20]
             more = f" ... and {len(self.missing_videos) - 20} more" if len(self.missing_videos) > 20 else ""
@@ -136,6 +137,7 @@ def _csv_column(path: Path, column: str) -> list[dict[str, str]]:
 
 # --- MSR-VTT
 
+
 def _msrvtt(directory: Path, split: str) -> list[_Annotated]:
     if split == "test_1k":  # JSFusion's 1k-A test: one caption per video
         rows = _csv_column(_need(directory, "MSRVTT_JSFUSION_test.csv"), "video_id")
@@ -156,11 +158,14 @@ def _msrvtt(directory: Path, split: str) -> list[_Annotated]:
         official = {"train_full": "train", "val_full": "validate", "test_full": "test"}[split]
         ids = [v["video_id"] for v in videos if v.get("split") == official]
         categories = {v["video_id"]: v.get("category") for v in videos}
-    return [_Annotated(vid, (vid,), captions.get(vid, []),
-                       {"category": categories.get(vid)} if categories else {}) for vid in ids]
+    return [
+        _Annotated(vid, (vid,), captions.get(vid, []), {"category": categories.get(vid)} if categories else {})
+        for vid in ids
+    ]
 
 
 # --- MSVD
+
 
 def _msvd(directory: Path, split: str) -> list[_Annotated]:
     # raw-captions.pkl maps video id -> list of captions, each a list of tokens (CLIP4Clip's release). It is a pickle:
@@ -177,6 +182,7 @@ def _msvd(directory: Path, split: str) -> list[_Annotated]:
 
 # --- DiDeMo (paragraph-to-video)
 
+
 def _didemo(directory: Path, split: str) -> list[_Annotated]:
     entries = _read_json(_need(directory, f"{split}_data.json"))
     paragraphs: dict[str, list[str]] = {}
@@ -186,11 +192,19 @@ def _didemo(directory: Path, split: str) -> list[_Annotated]:
         except (KeyError, TypeError, AttributeError) as err:
             where = directory / f"{split}_data.json"
             raise ManifestError(f"{where}: entry without video/description: {entry!r}") from err
-    return [_Annotated(os.path.splitext(video)[0], (video, os.path.splitext(video)[0]), [" ".join(sentences)],
-                       {"sentences": len(sentences)}) for video, sentences in paragraphs.items()]
+    return [
+        _Annotated(
+            os.path.splitext(video)[0],
+            (video, os.path.splitext(video)[0]),
+            [" ".join(sentences)],
+            {"sentences": len(sentences)},
+        )
+        for video, sentences in paragraphs.items()
+    ]
 
 
 # --- ActivityNet Captions (paragraph-to-video)
+
 
 def _activitynet(directory: Path, split: str) -> list[_Annotated]:
     data = _read_json(_need(directory, f"{split}.json"))
@@ -198,16 +212,26 @@ def _activitynet(directory: Path, split: str) -> list[_Annotated]:
     for vid, entry in data.items():
         sentences = [s.strip() for s in entry.get("sentences", [])]
         bare = vid[2:] if vid.startswith("v_") else vid
-        out.append(_Annotated(vid, (vid, bare, f"v_{bare}"), [" ".join(sentences)],
-                              {"duration": entry.get("duration"), "sentences": len(sentences)}))
+        out.append(
+            _Annotated(
+                vid,
+                (vid, bare, f"v_{bare}"),
+                [" ".join(sentences)],
+                {"duration": entry.get("duration"), "sentences": len(sentences)},
+            )
+        )
     return out
 
 
 # --- LSMDC
 
+
 def _lsmdc(directory: Path, split: str) -> list[_Annotated]:
-    file = {"train": "LSMDC16_annos_training.csv", "val": "LSMDC16_annos_val.csv",
-            "test": "LSMDC16_challenge_1000_publictect.csv"}[split]
+    file = {
+        "train": "LSMDC16_annos_training.csv",
+        "val": "LSMDC16_annos_val.csv",
+        "test": "LSMDC16_challenge_1000_publictect.csv",
+    }[split]
     path = _need(directory, file)
     out = []
     with path.open(encoding="utf-8", newline="") as handle:
@@ -215,8 +239,10 @@ def _lsmdc(directory: Path, split: str) -> list[_Annotated]:
             if not fields:
                 continue
             if len(fields) < 6:
-                raise ManifestError(f"{path}: line {number} has {len(fields)} tab-separated fields, expected 6 "
-                                    "(clip id, 4 timestamps, sentence)")
+                raise ManifestError(
+                    f"{path}: line {number} has {len(fields)} tab-separated fields, expected 6 "
+                    "(clip id, 4 timestamps, sentence)"
+                )
             clip = fields[0]
             out.append(_Annotated(clip, (clip,), [fields[-1].strip()], {"movie": clip.rsplit("_", 1)[0]}))
     return out
@@ -224,9 +250,13 @@ def _lsmdc(directory: Path, split: str) -> list[_Annotated]:
 
 # --- VATEX
 
+
 def _vatex(directory: Path, split: str) -> list[_Annotated]:
-    file = {"train": "vatex_training_v1.0.json", "val": "vatex_validation_v1.0.json",
-            "test": "vatex_public_test_english_v1.1.json"}[split]
+    file = {
+        "train": "vatex_training_v1.0.json",
+        "val": "vatex_validation_v1.0.json",
+        "test": "vatex_public_test_english_v1.1.json",
+    }[split]
     entries = _read_json(_need(directory, file))
     return [_Annotated(e["videoID"], (e["videoID"],), list(e.get("enCap", []))) for e in entries]
 
@@ -245,15 +275,28 @@ class BenchmarkSpec:
 # 1200/100/670 split), DiDeMo (Hendricks et al. 2017), ActivityNet Captions (Krishna et al. 2017; val_2 as released),
 # LSMDC 2016 challenge, VATEX v1.0/v1.1 (Wang et al. 2019).
 BENCHMARK_BUILDERS: dict[str, BenchmarkSpec] = {
-    "msrvtt": BenchmarkSpec("msrvtt", _msrvtt, {
-        "train_9k": (9000, 180000), "train_7k": (7010, 140200), "test_1k": (1000, 1000),
-        "train_full": (6513, 130260), "val_full": (497, 9940), "test_full": (2990, 59800)}),
+    "msrvtt": BenchmarkSpec(
+        "msrvtt",
+        _msrvtt,
+        {
+            "train_9k": (9000, 180000),
+            "train_7k": (7010, 140200),
+            "test_1k": (1000, 1000),
+            "train_full": (6513, 130260),
+            "val_full": (497, 9940),
+            "test_full": (2990, 59800),
+        },
+    ),
     "msvd": BenchmarkSpec("msvd", _msvd, {"train": (1200, None), "val": (100, None), "test": (670, None)}),
-    "didemo": BenchmarkSpec("didemo", _didemo, {"train": (8395, 8395), "val": (1065, 1065), "test": (1004, 1004)},
-                            paragraph=True),
-    "activitynet": BenchmarkSpec("activitynet", _activitynet,
-                                 {"train": (10009, 10009), "val_1": (4917, 4917), "val_2": (4885, 4885)},
-                                 paragraph=True),
+    "didemo": BenchmarkSpec(
+        "didemo", _didemo, {"train": (8395, 8395), "val": (1065, 1065), "test": (1004, 1004)}, paragraph=True
+    ),
+    "activitynet": BenchmarkSpec(
+        "activitynet",
+        _activitynet,
+        {"train": (10009, 10009), "val_1": (4917, 4917), "val_2": (4885, 4885)},
+        paragraph=True,
+    ),
     "lsmdc": BenchmarkSpec("lsmdc", _lsmdc, {"train": (101079, 101079), "val": (7408, 7408), "test": (1000, 1000)}),
     "vatex": BenchmarkSpec("vatex", _vatex, {"train": (25991, 259910), "val": (3000, 30000), "test": (6000, 60000)}),
 }

@@ -84,12 +84,15 @@ class FrameCache:
         directory = Path(directory)
         index = directory / INDEX_FILE
         if not index.is_file():
-            raise FileNotFoundError(f"no frame cache at {directory} (missing {INDEX_FILE}); build one with "
-                                    "`peft-video cache MANIFEST`")
+            raise FileNotFoundError(
+                f"no frame cache at {directory} (missing {INDEX_FILE}); build one with `peft-video cache MANIFEST`"
+            )
         info = json.loads(index.read_text())
         if info.get("format") != CACHE_FORMAT or info.get("version") != CACHE_VERSION:
-            raise ValueError(f"{index} is not a version-{CACHE_VERSION} {CACHE_FORMAT} file "
-                             f"(format={info.get('format')!r}, version={info.get('version')!r})")
+            raise ValueError(
+                f"{index} is not a version-{CACHE_VERSION} {CACHE_FORMAT} file "
+                f"(format={info.get('format')!r}, version={info.get('version')!r})"
+            )
         return cls(directory, info)
 
     def __getstate__(self):  # reopen the memmap lazily in each DataLoader worker
@@ -117,8 +120,10 @@ class FrameCache:
         ours = {k: v for k, v in self.sampling.to_dict().items() if k != "image_size"}
         theirs = {k: v for k, v in sampling.to_dict().items() if k != "image_size"}
         if ours != theirs:
-            raise ValueError(f"frame cache {self.directory} was built with sampling {ours}; the dataset asks for "
-                             f"{theirs}. Rebuild it with `peft-video cache` or drop the cache.")
+            raise ValueError(
+                f"frame cache {self.directory} was built with sampling {ours}; the dataset asks for "
+                f"{theirs}. Rebuild it with `peft-video cache` or drop the cache."
+            )
 
     def read(self, path: str) -> DecodedVideo:
         """The cached clip of `path`; raises `VideoDecodeError` for a video cached as a failure."""
@@ -126,8 +131,14 @@ class FrameCache:
         if entry.status != "ok":
             raise VideoDecodeError(path, f"{entry.reason} (recorded in frame cache {self.directory})")
         frames = torch.from_numpy(np.array(self.frames[entry.row]))
-        meta = VideoMetadata(entry.num_frames, entry.fps, self.short_side, self.short_side,
-                             entry.num_frames / entry.fps if entry.fps else 0.0, "cache")
+        meta = VideoMetadata(
+            entry.num_frames,
+            entry.fps,
+            self.short_side,
+            self.short_side,
+            entry.num_frames / entry.fps if entry.fps else 0.0,
+            "cache",
+        )
         return DecodedVideo(frames, torch.tensor(entry.mask, dtype=torch.bool), entry.indices, meta)
 
     def summary(self) -> dict[str, int]:
@@ -164,8 +175,14 @@ def build_frame_cache(
             entry.update(status="error", reason=result.reason, mask=[], indices=[], num_frames=0, fps=0.0)
         else:
             store[row] = resize.resize_and_crop(result.frames).permute(0, 2, 3, 1).numpy()
-            entry.update(status="ok", reason="", mask=result.mask.tolist(), indices=list(result.indices),
-                         num_frames=result.metadata.num_frames, fps=result.metadata.fps)
+            entry.update(
+                status="ok",
+                reason="",
+                mask=result.mask.tolist(),
+                indices=list(result.indices),
+                num_frames=result.metadata.num_frames,
+                fps=result.metadata.fps,
+            )
         entries[row] = entry
         bar.update(1)
     bar.close()

@@ -169,8 +169,9 @@ class PyAVReader:
             raise VideoDecodeError(self._path, f"PyAV could not open it: {_short(err)}") from err
         if num_frames <= 0:
             raise VideoDecodeError(self._path, "PyAV found no video frames")
-        self._meta = VideoMetadata(num_frames, fps, width, height, duration or (num_frames / fps if fps else 0.0),
-                                   self.backend)
+        self._meta = VideoMetadata(
+            num_frames, fps, width, height, duration or (num_frames / fps if fps else 0.0), self.backend
+        )
         return self._meta
 
     def _iter_frames(self):
@@ -212,8 +213,9 @@ class PyAVReader:
             if not found:
                 raise VideoDecodeError(self._path, f"PyAV could not decode it: {_short(err)}") from err
             # Decoding broke part-way (corrupt tail): treat as a shorter video, like a stream that ends early.
-            raise ShortVideoError(self._path, f"decoding stopped after {decoded} frames: {_short(err)}",
-                                  max(decoded - 1, 0)) from err
+            raise ShortVideoError(
+                self._path, f"decoding stopped after {decoded} frames: {_short(err)}", max(decoded - 1, 0)
+            ) from err
         if pending:
             raise ShortVideoError(
                 self._path, f"stream has {decoded} decodable frames, header claimed {self._meta.num_frames}", decoded
@@ -247,8 +249,14 @@ class TorchCodecReader:
             raise VideoDecodeError(self._path, f"torchcodec could not open it: {_short(err)}") from err
         if num_frames < 1:
             raise VideoDecodeError(self._path, "torchcodec found no video frames")
-        return VideoMetadata(num_frames, fps, int(meta.width or 0), int(meta.height or 0),
-                             float(meta.duration_seconds or 0.0), self.backend)
+        return VideoMetadata(
+            num_frames,
+            fps,
+            int(meta.width or 0),
+            int(meta.height or 0),
+            float(meta.duration_seconds or 0.0),
+            self.backend,
+        )
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         try:
@@ -325,8 +333,9 @@ def _check_frame_size(path: str, max_frame_pixels: int) -> None:
         return
     if width * height > max_frame_pixels:
         raise VideoDecodeError(
-            path, f"frame size {width}x{height} exceeds max_frame_pixels={max_frame_pixels}; re-encode it smaller, "
-            "e.g. `peft-video preprocess MANIFEST --out DIR --short-side 256`"
+            path,
+            f"frame size {width}x{height} exceeds max_frame_pixels={max_frame_pixels}; re-encode it smaller, "
+            "e.g. `peft-video preprocess MANIFEST --out DIR --short-side 256`",
         )
 
 
@@ -377,10 +386,17 @@ def decode_frames(
             except ShortVideoError as short:
                 if short.actual_num_frames < 1:
                     raise
-                meta = VideoMetadata(short.actual_num_frames, meta.fps, meta.width, meta.height,
-                                     short.actual_num_frames / meta.fps if meta.fps else 0.0, meta.backend)
-                indices, mask = sample_frame_indices(meta.num_frames, meta.fps, sampling, train=train,
-                                                     generator=generator)
+                meta = VideoMetadata(
+                    short.actual_num_frames,
+                    meta.fps,
+                    meta.width,
+                    meta.height,
+                    short.actual_num_frames / meta.fps if meta.fps else 0.0,
+                    meta.backend,
+                )
+                indices, mask = sample_frame_indices(
+                    meta.num_frames, meta.fps, sampling, train=train, generator=generator
+                )
                 frames = reader.get_frames(indices)
             frames = _pad_frames(frames, sampling.num_frames)  # "pad" policy: zero frames after the real ones
             return DecodedVideo(frames, mask, list(indices), meta)

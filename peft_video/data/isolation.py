@@ -167,8 +167,9 @@ class IsolatedDecoder:
         frames, mask, indices, metadata = self.call(
             IsolatedCall(path, _decode_for_transfer, (path, sampling, train, seed, self.backend))
         )
-        return decoding.DecodedVideo(torch.from_numpy(np.asarray(frames)), torch.from_numpy(np.asarray(mask)),
-                                     list(indices), metadata)
+        return decoding.DecodedVideo(
+            torch.from_numpy(np.asarray(frames)), torch.from_numpy(np.asarray(mask)), list(indices), metadata
+        )
 
     def call(self, call: IsolatedCall) -> Any:
         """Run `call` in the helper; returns its result or raises `VideoDecodeError` (timeout, crash, failure)."""
@@ -200,7 +201,6 @@ def child_pid(decoder: IsolatedDecoder) -> int | None:
     return decoder._process.pid if decoder._process is not None and decoder._process.is_alive() else None
 
 
-
 def decode_many(
     paths: list[str],
     sampling: FrameSampling,
@@ -211,8 +211,9 @@ def decode_many(
 ):
     """Decode `paths` (evaluation positions) with `jobs` isolated helper processes; yields `(index, result)` in
     completion order, where `result` is a `DecodedVideo` or the `VideoDecodeError` that explains the failure."""
-    yield from run_many(paths, lambda decoder, path: decoder.decode(path, sampling), jobs=jobs, timeout=timeout,
-                        backend=backend)
+    yield from run_many(
+        paths, lambda decoder, path: decoder.decode(path, sampling), jobs=jobs, timeout=timeout, backend=backend
+    )
 
 
 def run_many(

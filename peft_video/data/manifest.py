@@ -83,8 +83,10 @@ def rows_to_dataset(
         video = row.get("video")
         if isinstance(video, dict):  # a Hub `Video(decode=False)` value
             if not video.get("path") and video.get("bytes"):
-                raise ManifestError(f"{source}: row {number} holds the video as embedded bytes, not a path; write "
-                                    "the bytes to files and point the `video` column at them")
+                raise ManifestError(
+                    f"{source}: row {number} holds the video as embedded bytes, not a path; write "
+                    "the bytes to files and point the `video` column at them"
+                )
             video = video.get("path")
         if video is None or not str(video).strip():
             raise ManifestError(f"{source}: row {number} has an empty `video` field")
@@ -98,8 +100,12 @@ def rows_to_dataset(
             relative = Path(str(video).strip())
             video_id = str(relative.with_suffix("")) if not relative.is_absolute() else relative.stem
         record = dict(row)
-        record.update(video=os.path.normpath(video_path), caption=caption, video_id=str(video_id),
-                      split=str(row.get("split") or DEFAULT_SPLIT))
+        record.update(
+            video=os.path.normpath(video_path),
+            caption=caption,
+            video_id=str(video_id),
+            split=str(row.get("split") or DEFAULT_SPLIT),
+        )
         out.append(record)
         all_keys.update(dict.fromkeys(record))
     for record in out:  # rows of a JSONL manifest may differ in their extra keys

@@ -105,5 +105,12 @@ def reencode_video(
         partial.unlink(missing_ok=True)
         raise VideoDecodeError(source, f"re-encoding failed after {frames_in} frames: {err}") from err
     os.replace(partial, destination_path)
-    return {"source": source, "output": str(destination_path), "frames_in": frames_in, "frames_out": frames_out,
-            "width": size[0], "height": size[1], "fps": out_fps}
+    return {
+        "source": source,
+        "output": str(destination_path),
+        "frames_in": frames_in,
+        "frames_out": frames_out,
+        "width": size[0],
+        "height": size[1],
+        "fps": out_fps,
+    }

@@ -92,8 +92,13 @@ class ClipFrameTransform:
         new_h, new_w = resize_output_size(height, width, self.shortest_edge)
         if (new_h, new_w) != (height, width):
             antialias = self.interpolation in ("bilinear", "bicubic")
-            x = F.interpolate(x.float(), size=(new_h, new_w), mode=self.interpolation, antialias=antialias,
-                              **({} if self.interpolation == "nearest" else {"align_corners": False}))
+            x = F.interpolate(
+                x.float(),
+                size=(new_h, new_w),
+                mode=self.interpolation,
+                antialias=antialias,
+                **({} if self.interpolation == "nearest" else {"align_corners": False}),
+            )
             x = x.round_().clamp_(0, 255).to(torch.uint8)
         return center_crop(x, self.crop_size).contiguous()
 

@@ -50,9 +50,14 @@ class ValidationReport:
         return not self.unreadable and not self.empty_caption_rows
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "videos": len(self.checks), "unreadable": len(self.unreadable),
-                "empty_caption_rows": self.empty_caption_rows, "sampling": self.sampling,
-                "checks": [asdict(c) for c in self.checks]}
+        return {
+            "rows": self.rows,
+            "videos": len(self.checks),
+            "unreadable": len(self.unreadable),
+            "empty_caption_rows": self.empty_caption_rows,
+            "sampling": self.sampling,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
     def summary(self) -> str:
         """Human-readable summary naming every unreadable file."""
@@ -64,8 +69,10 @@ class ValidationReport:
         ]
         if readable:
             frames = sorted(c.num_frames for c in readable)
-            lines.append(f"decoded with: {dict(backends)}   frames per video: min {frames[0]}, "
-                         f"median {frames[len(frames) // 2]}, max {frames[-1]}")
+            lines.append(
+                f"decoded with: {dict(backends)}   frames per video: min {frames[0]}, "
+                f"median {frames[len(frames) // 2]}, max {frames[-1]}"
+            )
             short = sum(c.padded_frames > 0 for c in readable)
             if short:
                 frames_wanted = self.sampling.get("num_frames")
@@ -103,8 +110,13 @@ def validate_dataset(
             else:
                 meta = result.metadata
                 checks[index] = VideoCheck(
-                    videos[index], True, backend=meta.backend, num_frames=meta.num_frames, fps=meta.fps,
-                    width=int(result.frames.shape[2]), height=int(result.frames.shape[1]),
+                    videos[index],
+                    True,
+                    backend=meta.backend,
+                    num_frames=meta.num_frames,
+                    fps=meta.fps,
+                    width=int(result.frames.shape[2]),
+                    height=int(result.frames.shape[1]),
                     padded_frames=int((~result.mask).sum()) or max(0, sampling.num_frames - meta.num_frames),
                 )
             bar.update(1)
