@@ -301,6 +301,38 @@ def postfix_gradients(reference, ids, mask, videos) -> dict[str, float]:
     }
 
 
+# the modules the reference trains (its params.py `new_added_modules`, matched by substring as its train() does)
+REFERENCE_TRAINED = {
+    "transformer": (
+        "PromptTransformer",
+        "unified_prompt_mlp",
+        "unified_prompt_embedding",
+        "prompt_proj",
+        "prompt_embeddings",
+    ),
+    "linear": (
+        "visual_prompt_embedding",
+        "prompt_embeddings",
+        "prefix_text_prompt_proj_layer",
+        "postfix_text_prompt_proj_layer",
+    ),
+}
+
+
+def reference_trainable(reference, latent: str) -> dict[str, int]:
+    """Parameters the reference trains, by its module names (first matching name)."""
+    counts: dict[str, int] = {}
+    for name, parameter in reference.clip.named_parameters():
+        match = next((part for part in REFERENCE_TRAINED[latent] if part in name), None)
+        if match is not None:
+            counts[match] = counts.get(match, 0) + parameter.numel()
+    return counts
+
+
+def ours_trainable(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return ((ours - reference).norm() / reference.norm()).item()
 
@@ -331,6 +363,7 @@ def main() -> None:
     print()
     print(f"| shape | latent_space | visual_output | text | video | logits |\n|{' --- |' * 6}")
     worst = 0.0
+    counts = {}
     for case in cases:
         ids, mask, videos = parity_inputs(case)
         for latent in ("transformer", "linear"):
@@ -338,7 +371,11 @@ def main() -> None:
             for readout in READOUTS:
                 model = build_seeded_model(case, latent, readout)
                 ours = our_outputs(model, ids, mask, videos)
-                ref = reference_outputs(args.reference_dir, model, ids, mask, videos)
+                reference = build_reference(args.reference_dir, model, videos.shape[1], ids.shape[1])
+                if readout == "global_prompt0":
+                    counts[(case, latent)] = (reference_trainable(reference, latent), ours_trainable(model))
+                with torch.no_grad():
+                    ref = run_reference(reference, ids, mask, videos)
                 errors = {k: relative_error(ours[k], ref[k]) for k in ("text", "video", "logits")}
                 worst = max(worst, *errors.values())
                 print(
@@ -349,7 +386,10 @@ def main() -> None:
                 fixture["readouts"][readout] = {k: v.clone() for k, v in ref.items()}
             if args.write_fixtures and case == "tiny":
                 torch.save(fixture, FIXTURE_DIR / f"dgl_parity_{latent}.pt")
-    print(f"\nworst relative error: {worst:.1e}")
+    print(f"\nworst relative error: {worst:.1e}\n")
+    for (case, latent), (theirs, ours) in counts.items():
+        parts = ", ".join(f"{name} {count:,}" for name, count in theirs.items())
+        print(f"{case}, {latent}: trainable parameters, reference {sum(theirs.values()):,} ({parts}); ours {ours:,}")
 
 
 if __name__ == "__main__":
