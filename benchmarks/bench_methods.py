@@ -2,6 +2,7 @@
 
     python benchmarks/bench_methods.py --out benchmarks/results/methods_cpu.md            # CPU, all rows
     python benchmarks/bench_methods.py --device cuda --batch 32 --out benchmarks/results/methods_cuda.md
+    python benchmarks/bench_methods.py --count-only --out benchmarks/results/parameters.md   # exact counts, seconds
 
 Every (row, mode) runs in a fresh subprocess, so peak memory is that run's alone: on CPU the peak resident set size
 (weights, gradients, optimizer state and activations, plus the interpreter), on CUDA `max_memory_allocated`. Ratios are
@@ -35,6 +36,12 @@ def _tfvl(**kwargs):
     return TFVLConfig(num_frames=FRAMES, **kwargs)
 
 
+def _dgl(**kwargs):
+    from peft_video import DGLConfig
+
+    return DGLConfig(num_frames=FRAMES, **kwargs)
+
+
 def _prompt_cube(**kwargs):
     from peft_video import PromptCubeConfig
 
@@ -48,6 +55,8 @@ ROWS: dict[str, tuple[str, Callable | None]] = {
     "tfvl": ("TFVL (TextTemp + ImageTemp), defaults", _tfvl),
     "tfvl_text_temp": ("TFVL TextTemp only", lambda: _tfvl(image_temp=False)),
     "tfvl_image_temp": ("TFVL ImageTemp only", lambda: _tfvl(text_temp=False)),
+    "dgl": ("DGL, defaults (transformer generator, global_prompt0 readout)", _dgl),
+    "dgl_linear": ("DGL-Linear (latent_space=linear)", lambda: _dgl(latent_space="linear")),
     "prompt_cube": ("Prompt Cube, defaults (np=6, captioner trained, not in the adapter file)", _prompt_cube),
     "prompt_cube_retrieval": (
         "Prompt Cube without captioner (caption_loss_weight=0)",
@@ -93,6 +102,17 @@ def _loss(name: str, model, captions, videos):
     return symmetric_infonce(model.logit_scale.exp() * text @ video.t())
 
 
+def _forward_gflops(name: str, model, one_video) -> float:
+    """Counted FLOPs of one video's forward: independent of machine load, unlike the wall clock. SDPA runs its math
+    backend here so that attention is counted (the fused CPU kernels are invisible to the counter)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        _video_embeds(name, model, one_video)
+    return counter.get_total_flops() / 1e9
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -130,6 +150,8 @@ def worker(name: str, mode: str, device: str, batch: int, repeats: int) -> dict:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
 
+    if mode == "forward":
+        result["gflops"] = _forward_gflops(name, model, videos[:1])
     step()  # warm-up (allocations, lazy init)
     _sync(device)
     times = []
@@ -166,6 +188,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (median reported)")
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ",".join(ROWS))
     parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument("--count-only", action="store_true", help="only exact trainable counts (no timing)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["forward", "train"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,6 +200,9 @@ def main() -> None:
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {sorted(ROWS)}")
+    if args.count_only:
+        write(args.out, count_table(rows))
+        return
     for needed in ("baseline", "full_ft"):
         if needed not in rows:
             rows.insert(0, needed)
@@ -195,9 +221,9 @@ def main() -> None:
         f"Command: `python benchmarks/bench_methods.py --device {args.device} --batch {args.batch} "
         f"--repeats {args.repeats}{'' if args.rows == ','.join(ROWS) else ' --rows ' + args.rows}`",
         "",
-        "| row | trainable | share of CLIP | adapter MB | forward s | × baseline | train step s | × full FT "
-        "| peak train MB | × full FT |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| row | trainable | share of CLIP | adapter MB | forward GFLOP/video | × baseline | forward s | × baseline "
+        "| train step s | × full FT | peak train MB | × full FT |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in rows:
         forward, train = measured[name]["forward"], measured[name]["train"]
@@ -205,15 +231,41 @@ def main() -> None:
         adapter_mb = f"{forward['adapter_mb']:.2f}" if "adapter_mb" in forward else "—"
         lines.append(
             f"| {name}: {ROWS[name][0]} | {train['trainable']:,} | {share:.3f} % | {adapter_mb} "
+            f"| {forward['gflops']:.1f} | {forward['gflops'] / base['forward']['gflops']:.3f} "
             f"| {forward['seconds']:.3f} | {forward['seconds'] / base['forward']['seconds']:.2f} "
             f"| {train['seconds']:.3f} | {train['seconds'] / full['train']['seconds']:.2f} "
             f"| {train['peak_mb']:.0f} | {train['peak_mb'] / full['train']['peak_mb']:.2f} |"
         )
-    table = "\n".join(lines) + "\n"
+    write(args.out, "\n".join(lines) + "\n")
+
+
+def count_table(rows: list[str]) -> str:
+    """Exact trainable parameters of each adapter row on the ViT-B/32 shape, and their share of CLIP's parameters."""
+    lines = [
+        f"# Trainable parameters: CLIP ViT-B/32 shape (random weights), {FRAMES} frames",
+        "",
+        "Command: `python benchmarks/bench_methods.py --count-only`",
+        "",
+        "| row | trainable | CLIP parameters | share of CLIP |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in rows:
+        if ROWS[name][1] is None:
+            continue
+        _, model = _build(name, "cpu")
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        clip_params = sum(p.numel() for n, p in model.named_parameters() if "video_adapter" not in n)
+        lines.append(
+            f"| {name}: {ROWS[name][0]} | {trainable:,} | {clip_params:,} | {100 * trainable / clip_params:.4f} % |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(path: Path | None, table: str) -> None:
     print(table)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(table)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,10 @@ class EvalArguments:
         default_factory=lambda: ["is_order_sensitive"],
         metadata={"help": "Boolean manifest columns whose true rows also get their own metrics (if present)."},
     )
+    twin_column: str | None = field(
+        default="order_pair_id",
+        metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
+    )
     tie_policy: str = field(default="pessimistic", metadata={"help": "pessimistic, index or optimistic."})
     dsl_temperature: float | None = field(
         default=None, metadata={"help": "Also report dual-softmax numbers at this temperature (cosine units)."}
@@ -178,6 +182,7 @@ def run(args: EvalArguments) -> dict[str, Any]:
         "decode_timeout": args.decode_timeout or None,
         "progress": not args.disable_tqdm,
         "subset_columns": args.subset_columns,
+        "twin_column": args.twin_column,
         "dsl_temperature": args.dsl_temperature,
         "tie_policy": args.tie_policy,
     }

@@ -126,6 +126,10 @@ class DataArguments:
         default_factory=lambda: ["is_order_sensitive"],
         metadata={"help": "Boolean manifest columns whose true rows also get their own metrics (if present)."},
     )
+    twin_column: str | None = field(
+        default="order_pair_id",
+        metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
+    )
 
 
 @dataclass
@@ -505,6 +509,7 @@ def evaluate_split(model, data, context: dict[str, Any], accelerator, desc: str)
         encoded,
         data,
         subset_columns=context["subset_columns"],
+        twin_column=context.get("twin_column"),
         dsl_temperature=context["dsl_temperature"],
         tie_policy=context.get("tie_policy", "pessimistic"),
     )
@@ -633,6 +638,7 @@ def prepare_run(model_args: ModelArguments, data_args: DataArguments, train_args
         "decode_timeout": data_args.decode_timeout or None,
         "progress": not train_args.disable_tqdm,
         "subset_columns": data_args.subset_columns,
+        "twin_column": data_args.twin_column,
         "dsl_temperature": train_args.dsl_temperature,
     }
     world = accelerator.num_processes

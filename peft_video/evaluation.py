@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import DEFAULT_KS, compute_retrieval_metrics
+from .metrics import DEFAULT_KS, compute_retrieval_metrics, twin_accuracy
 
 
 class _IndexedVideos(torch.utils.data.Dataset):
@@ -221,13 +221,16 @@ def split_metrics(
     data: Any,
     *,
     subset_columns: Sequence[str] = (),
+    twin_column: str | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     tie_policy: str = "pessimistic",
     dsl_temperature: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of an `encode_split` result; for each boolean column of `data` in `subset_columns`, the same metrics
     on the sub-gallery of rows where it is true, under `subsets[column]` (e.g. the offline world's
-    `is_order_sensitive` pairs, where mean pooling is at chance)."""
+    `is_order_sensitive` pairs). With `twin_column` (rows sharing a value there show twin videos, e.g. the offline
+    world's `order_pair_id`: a video and its exact reverse), `twin_accuracy`: how often a caption scores its own video
+    above its twin (`peft_video.metrics.twin_accuracy`; mean pooling over frames is at 50 %)."""
     result = retrieval_metrics_from_embeddings(
         encoded["text_embeds"],
         encoded["video_embeds"],
@@ -256,7 +259,25 @@ def split_metrics(
         )
     if subsets:
         result["subsets"] = subsets
+    if twin_column is not None and twin_column in data.column_names:
+        result["twin_accuracy"] = _twin_accuracy(encoded, data[twin_column])
     return result
+
+
+def _twin_accuracy(encoded: Mapping[str, Any], pair_ids: Sequence[Any]) -> dict[str, float]:
+    """Twin accuracy over the decodable videos whose pair (same non-empty id) has exactly two decodable videos."""
+    videos_of_pair: dict[Any, set[int]] = {}
+    for caption, pair in enumerate(pair_ids):
+        if pair is not None and pair != "":
+            videos_of_pair.setdefault(pair, set()).add(int(encoded["caption_to_video"][caption]))
+    valid = encoded["video_valid"]
+    video_twin = torch.full(valid.shape, -1, dtype=torch.long)
+    for videos in videos_of_pair.values():
+        pair = sorted(v for v in videos if valid[v])
+        if len(pair) == 2:
+            video_twin[pair[0]], video_twin[pair[1]] = pair[1], pair[0]
+    similarity = encoded["text_embeds"] @ encoded["video_embeds"].t()
+    return twin_accuracy(similarity, encoded["caption_to_video"], video_twin)
 
 
 def _projection_dim(network: nn.Module) -> int:

@@ -335,6 +335,32 @@ def compute_retrieval_metrics(
     return result
 
 
+def twin_accuracy(similarity: Any, text_to_video: Any, video_twin: Any) -> dict[str, float]:
+    """How often a caption scores its own video above that video's twin (e.g. the same frames reversed).
+
+    `similarity` [n_texts, n_videos]; `text_to_video` [n_texts] the video of each caption; `video_twin` [n_videos] the
+    index of each video's twin, or -1 for none. Captions whose video has no twin are not scored. A tie counts one
+    half, so a model that cannot tell twins apart (mean pooling over frames, for reversed twins) is at 50 % up to
+    noise. Returns `{"accuracy": percent, "num_queries": n}`.
+    """
+    similarity = _as_similarity(similarity)
+    n_texts, n_videos = similarity.shape
+    own = _as_text_to_video(text_to_video, n_texts, n_videos, similarity.device)
+    twins = torch.as_tensor(video_twin, device=similarity.device)
+    if twins.shape != (n_videos,) or twins.dtype.is_floating_point:
+        raise ValueError(f"video_twin must be an integer tensor of shape ({n_videos},), got {tuple(twins.shape)}.")
+    if ((twins < -1) | (twins >= n_videos)).any():
+        raise ValueError(f"video_twin holds indices outside [-1, {n_videos - 1}].")
+    twin = twins[own]
+    scored = (twin >= 0).nonzero().flatten()
+    if scored.numel() == 0:
+        return {"accuracy": float("nan"), "num_queries": 0}
+    own_score = similarity[scored, own[scored]]
+    twin_score = similarity[scored, twin[scored]]
+    wins = (own_score > twin_score).double() + 0.5 * (own_score == twin_score).double()
+    return {"accuracy": 100.0 * wins.mean().item(), "num_queries": int(scored.numel())}
+
+
 def flatten_metrics(metrics: Mapping[str, Any], separator: str = "/") -> dict[str, Any]:
     """Flatten the nested result of :func:`compute_retrieval_metrics` for trackers: ``{"text_to_video/R@1": ..}``."""
     flat: dict[str, Any] = {}

@@ -374,3 +374,46 @@ def test_evaluate_module_loads_offline_and_matches_library(tmp_path):
     assert results["batched"] == json.loads(json.dumps(batched))
     assert "dsl" in results["batched"] and results["batched"]["tie_policy"] == "index"
     assert "rows of lengths [1, 2]" in results["ragged_error"]
+
+
+# -- twin accuracy (a video against its exact reverse) ---------------------------------------------------------------
+def test_twin_accuracy_matches_a_naive_count_with_half_credit_for_ties():
+    from peft_video.metrics import twin_accuracy
+
+    generator = torch.Generator().manual_seed(0)
+    similarity = torch.randint(0, 3, (40, 10), generator=generator).float()  # many ties
+    text_to_video = torch.randint(0, 10, (40,), generator=generator)
+    video_twin = torch.tensor([1, 0, 3, 2, 5, 4, -1, -1, 9, 8])
+    expected, count = 0.0, 0
+    for caption in range(40):
+        own = int(text_to_video[caption])
+        twin = int(video_twin[own])
+        if twin < 0:
+            continue
+        count += 1
+        a, b = similarity[caption, own].item(), similarity[caption, twin].item()
+        expected += 1.0 if a > b else 0.5 if a == b else 0.0
+    result = twin_accuracy(similarity, text_to_video, video_twin)
+    assert result["num_queries"] == count
+    assert result["accuracy"] == pytest.approx(100 * expected / count)
+
+
+def test_twin_accuracy_of_identical_twins_is_exactly_chance():
+    """Mean pooling gives a video and its reverse the same embedding: every comparison is a tie, 50 %."""
+    from peft_video.metrics import twin_accuracy
+
+    videos = torch.randn(3, 8)
+    videos = torch.cat([videos, videos])  # video i and i + 3 are twins with equal embeddings
+    texts = torch.randn(6, 8)
+    result = twin_accuracy(texts @ videos.t(), torch.arange(6), torch.tensor([3, 4, 5, 0, 1, 2]))
+    assert result == {"accuracy": 50.0, "num_queries": 6}
+
+
+@pytest.mark.parametrize(
+    "video_twin, message", [(torch.tensor([0, 5]), "outside"), (torch.tensor([1.0, 0.0]), "integer tensor")]
+)
+def test_twin_accuracy_rejects_bad_twin_maps(video_twin, message):
+    from peft_video.metrics import twin_accuracy
+
+    with pytest.raises(ValueError, match=message):
+        twin_accuracy(torch.zeros(2, 2), torch.tensor([0, 1]), video_twin)
