@@ -147,3 +147,19 @@ def test_mean_pooling_helper_respects_the_mask(clip, clip_config):
     pooled = mean_pooled_video_features(clip, videos, mask).pooler_output
     frames = clip.get_image_features(pixel_values=videos[0, :2]).pooler_output
     torch.testing.assert_close(pooled[0], frames.mean(0))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bf16_autocast_trains_with_finite_loss_and_fp32_adapter(method):
+    """Mixed precision (accelerate's bf16 is torch.autocast): prompts and heads mix with bf16 activations."""
+    clip_config, _, model = build(method)
+    model.train()
+    captions, videos = random_captions(clip_config, 3), random_videos(clip_config, 3, NUM_FRAMES)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**captions, pixel_values=videos, return_loss=True)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.dtype == torch.float32 for p in trainable)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in trainable)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
