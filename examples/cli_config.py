@@ -18,6 +18,49 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+DATASETS = ("offline_world", "manifest")
+
+
+@dataclasses.dataclass
+class DataSourceArguments:
+    """Where the videos and captions come from and how they are decoded: the fields train.py and evaluate.py share."""
+
+    dataset: str = dataclasses.field(
+        default="offline_world",
+        metadata={"help": f"One of {DATASETS}: the synthetic world (generated if missing) or a manifest file."},
+    )
+    manifest: str | None = dataclasses.field(
+        default=None, metadata={"help": "dataset=manifest: CSV/TSV/JSONL manifest path."}
+    )
+    dataset_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Name of the data in the model card and metrics (default: derived)."}
+    )
+    data_dir: str = dataclasses.field(
+        default="data/offline_world", metadata={"help": "dataset=offline_world: where the world is (or is written)."}
+    )
+    world_num_train: int = dataclasses.field(default=512, metadata={"help": "offline_world: training videos."})
+    world_num_val: int = dataclasses.field(default=128, metadata={"help": "offline_world: validation videos."})
+    world_num_test: int = dataclasses.field(default=256, metadata={"help": "offline_world: test videos."})
+    world_num_frames: int = dataclasses.field(
+        default=12, metadata={"help": "offline_world: frames per generated video."}
+    )
+    world_seed: int = dataclasses.field(default=0, metadata={"help": "offline_world: generator seed."})
+    video_backend: str = dataclasses.field(
+        default="auto", metadata={"help": "Decoder: auto, decord, pyav or torchcodec."}
+    )
+    decode_timeout: float = dataclasses.field(
+        default=60.0,
+        metadata={"help": "Seconds per video in an isolated helper process; 0 decodes in-process (faster)."},
+    )
+    subset_columns: list[str] = dataclasses.field(
+        default_factory=lambda: ["is_order_sensitive"],
+        metadata={"help": "Boolean manifest columns whose true rows also get their own metrics (if present)."},
+    )
+    twin_column: str | None = dataclasses.field(
+        default="order_pair_id",
+        metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
+    )
+
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML (`.yaml`/`.yml`) or JSON (`.json`) mapping of field name to value."""

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_config import parse_args  # noqa: E402
+from cli_config import DataSourceArguments, parse_args  # noqa: E402
 
 PROTOCOL = (
     "text->video: each caption ranks its own video among all videos of the split; video->text: each video ranks the "
@@ -37,7 +37,7 @@ PROTOCOL = (
 
 
 @dataclass
-class EvalArguments:
+class EvalArguments(DataSourceArguments):
     """What to evaluate, on which data."""
 
     adapter_name_or_path: str | None = field(
@@ -57,29 +57,10 @@ class EvalArguments:
     max_text_length: int | None = field(
         default=None, metadata={"help": "Caption length in tokens; default: the adapter's (32 without one)."}
     )
-    dataset: str = field(default="offline_world", metadata={"help": "offline_world or manifest."})
-    manifest: str | None = field(default=None, metadata={"help": "dataset=manifest: the manifest file."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Name of the data in the output."})
-    data_dir: str = field(default="data/offline_world", metadata={"help": "offline_world: its folder."})
-    world_num_train: int = field(default=512, metadata={"help": "offline_world: training videos."})
-    world_num_val: int = field(default=128, metadata={"help": "offline_world: validation videos."})
-    world_num_test: int = field(default=256, metadata={"help": "offline_world: test videos."})
-    world_num_frames: int = field(default=12, metadata={"help": "offline_world: frames per generated video."})
-    world_seed: int = field(default=0, metadata={"help": "offline_world: generator seed."})
     split: str = field(default="test", metadata={"help": "Manifest split to evaluate."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N rows."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Videos per process per batch."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-    video_backend: str = field(default="auto", metadata={"help": "auto, decord, pyav or torchcodec."})
-    decode_timeout: float = field(default=60.0, metadata={"help": "Seconds per video (isolated); 0: in-process."})
-    subset_columns: list[str] = field(
-        default_factory=lambda: ["is_order_sensitive"],
-        metadata={"help": "Boolean manifest columns whose true rows also get their own metrics (if present)."},
-    )
-    twin_column: str | None = field(
-        default="order_pair_id",
-        metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
-    )
     tie_policy: str = field(default="pessimistic", metadata={"help": "pessimistic, index or optimistic."})
     dsl_temperature: float | None = field(
         default=None, metadata={"help": "Also report dual-softmax numbers at this temperature (cosine units)."}

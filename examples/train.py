@@ -37,11 +37,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_config import parse_args  # noqa: E402
+from cli_config import DATASETS, DataSourceArguments, parse_args  # noqa: E402
 
 logger = logging.getLogger("train")
 
-DATASETS = ("offline_world", "manifest")
 RUN_STATE_NAME = "run_state.json"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best_adapter"
@@ -80,25 +79,9 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class DataArguments(DataSourceArguments):
     """Which videos and captions, and how frames are drawn."""
 
-    dataset: str = field(
-        default="offline_world",
-        metadata={"help": f"One of {DATASETS}: the synthetic world (generated if missing) or a manifest file."},
-    )
-    manifest: str | None = field(default=None, metadata={"help": "dataset=manifest: CSV/TSV/JSONL manifest path."})
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Name of the data in the model card and metrics (default: derived)."}
-    )
-    data_dir: str = field(
-        default="data/offline_world", metadata={"help": "dataset=offline_world: where the world is (or is written)."}
-    )
-    world_num_train: int = field(default=512, metadata={"help": "offline_world: training videos."})
-    world_num_val: int = field(default=128, metadata={"help": "offline_world: validation videos."})
-    world_num_test: int = field(default=256, metadata={"help": "offline_world: test videos."})
-    world_num_frames: int = field(default=12, metadata={"help": "offline_world: frames per generated video."})
-    world_seed: int = field(default=0, metadata={"help": "offline_world: generator seed."})
     train_split: str = field(default="train", metadata={"help": "Manifest split used for training."})
     validation_split: str = field(default="val", metadata={"help": "Split used for model selection."})
     test_split: str = field(default="test", metadata={"help": "Split evaluated once, with the selected adapter."})
@@ -115,21 +98,8 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N rows of validation and test."}
     )
-    video_backend: str = field(default="auto", metadata={"help": "Decoder: auto, decord, pyav or torchcodec."})
-    decode_timeout: float = field(
-        default=60.0,
-        metadata={"help": "Seconds per video in an isolated helper process; 0 decodes in-process (faster)."},
-    )
     on_error: str = field(default="skip", metadata={"help": "Unreadable video: skip (logged, counted) or raise."})
     frame_cache: str | None = field(default=None, metadata={"help": "A peft_video frame cache folder to read from."})
-    subset_columns: list[str] = field(
-        default_factory=lambda: ["is_order_sensitive"],
-        metadata={"help": "Boolean manifest columns whose true rows also get their own metrics (if present)."},
-    )
-    twin_column: str | None = field(
-        default="order_pair_id",
-        metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
-    )
 
 
 @dataclass
