@@ -179,9 +179,9 @@ def _preprocess(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from peft_video.data import build_benchmark, write_manifest
+    from peft_video.data import build_public_dataset, write_manifest
 
-    data, report = build_benchmark(
+    data, report = build_public_dataset(
         args.name, args.annotations, args.videos, args.split, missing="raise" if args.strict else "drop"
     )
     print(report)
@@ -220,13 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--strict", action="store_true", help="exit 1 when a video could not be re-encoded")
     preprocess.set_defaults(run=_preprocess)
 
-    from peft_video.data.benchmarks import BENCHMARK_BUILDERS
+    from peft_video.data.public_datasets import PUBLIC_DATASETS
 
     benchmark = commands.add_parser(
         "benchmark",
         help="write a manifest for a standard benchmark from its official annotation files and a local video folder",
     )
-    benchmark.add_argument("name", choices=sorted(BENCHMARK_BUILDERS))
+    benchmark.add_argument("name", choices=sorted(PUBLIC_DATASETS))
     benchmark.add_argument("--split", required=True, help="e.g. msrvtt: train_9k, test_1k; didemo: test")
     benchmark.add_argument("--annotations", type=Path, required=True, help="folder with the official annotation files")
     benchmark.add_argument("--videos", type=Path, required=True, help="folder with the videos (searched recursively)")

@@ -11,7 +11,6 @@ Typical use (the training script builds this from an adapter config):
     print(errors)
 """
 
-from .benchmarks import BENCHMARK_BUILDERS, BuildReport, build_benchmark
 from .cache import FrameCache, build_frame_cache, default_cache_dir
 from .collate import VideoTextCollator
 from .dataset import DataErrorSummary, FailedSample, VideoTextDataset
@@ -36,13 +35,14 @@ from .manifest import (
     unique_videos,
     write_manifest,
 )
+from .public_datasets import PUBLIC_DATASETS, BuildReport, build_public_dataset
 from .sampling import FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES, FrameSampling, sample_frame_indices
 from .transforms import ClipFrameTransform
 
 __all__ = [
-    "BENCHMARK_BUILDERS",
+    "PUBLIC_DATASETS",
     "BuildReport",
-    "build_benchmark",
+    "build_public_dataset",
     "ClipFrameTransform",
     "DataErrorSummary",
     "DecodeTimeoutError",

@@ -1,5 +1,5 @@
-"""Builders for the standard text-video retrieval benchmarks from their official annotation files plus a local folder
-of videos: MSR-VTT, MSVD, DiDeMo, ActivityNet Captions, LSMDC and VATEX.
+"""Manifests of the public text-video retrieval datasets (MSR-VTT, MSVD, DiDeMo, ActivityNet Captions, LSMDC, VATEX),
+built from their official annotation files plus a local folder of videos.
 
 Nothing is downloaded: point a builder at the annotation folder and the video folder you already have. Each builder
 returns a `datasets.Dataset` (one row per caption, columns `video`, `caption`, `video_id`, `split` and the annotation's
@@ -262,7 +262,7 @@ def _vatex(directory: Path, split: str) -> list[_Annotated]:
 
 
 @dataclass(frozen=True)
-class BenchmarkSpec:
+class PublicDatasetSpec:
     """A benchmark's splits, with the published (videos, captions) counts of each; None where not fixed."""
 
     name: str
@@ -274,8 +274,8 @@ class BenchmarkSpec:
 # Published sizes: MSR-VTT (Xu et al. 2016; 9k/7k and 1k-A splits as used by CLIP4Clip), MSVD (Chen & Dolan 2011,
 # 1200/100/670 split), DiDeMo (Hendricks et al. 2017), ActivityNet Captions (Krishna et al. 2017; val_2 as released),
 # LSMDC 2016 challenge, VATEX v1.0/v1.1 (Wang et al. 2019).
-BENCHMARK_BUILDERS: dict[str, BenchmarkSpec] = {
-    "msrvtt": BenchmarkSpec(
+PUBLIC_DATASETS: dict[str, PublicDatasetSpec] = {
+    "msrvtt": PublicDatasetSpec(
         "msrvtt",
         _msrvtt,
         {
@@ -287,22 +287,26 @@ BENCHMARK_BUILDERS: dict[str, BenchmarkSpec] = {
             "test_full": (2990, 59800),
         },
     ),
-    "msvd": BenchmarkSpec("msvd", _msvd, {"train": (1200, None), "val": (100, None), "test": (670, None)}),
-    "didemo": BenchmarkSpec(
+    "msvd": PublicDatasetSpec("msvd", _msvd, {"train": (1200, None), "val": (100, None), "test": (670, None)}),
+    "didemo": PublicDatasetSpec(
         "didemo", _didemo, {"train": (8395, 8395), "val": (1065, 1065), "test": (1004, 1004)}, paragraph=True
     ),
-    "activitynet": BenchmarkSpec(
+    "activitynet": PublicDatasetSpec(
         "activitynet",
         _activitynet,
         {"train": (10009, 10009), "val_1": (4917, 4917), "val_2": (4885, 4885)},
         paragraph=True,
     ),
-    "lsmdc": BenchmarkSpec("lsmdc", _lsmdc, {"train": (101079, 101079), "val": (7408, 7408), "test": (1000, 1000)}),
-    "vatex": BenchmarkSpec("vatex", _vatex, {"train": (25991, 259910), "val": (3000, 30000), "test": (6000, 60000)}),
+    "lsmdc": PublicDatasetSpec(
+        "lsmdc", _lsmdc, {"train": (101079, 101079), "val": (7408, 7408), "test": (1000, 1000)}
+    ),
+    "vatex": PublicDatasetSpec(
+        "vatex", _vatex, {"train": (25991, 259910), "val": (3000, 30000), "test": (6000, 60000)}
+    ),
 }
 
 
-def build_benchmark(
+def build_public_dataset(
     name: str,
     annotation_dir: str | os.PathLike,
     video_dir: str | os.PathLike,
@@ -315,9 +319,9 @@ def build_benchmark(
     `missing`: "drop" leaves out annotated videos that are not on disk (listed in the report and logged), "raise"
     raises a `ManifestError` listing them.
     """
-    if name not in BENCHMARK_BUILDERS:
-        raise ValueError(f"unknown benchmark {name!r}; available: {sorted(BENCHMARK_BUILDERS)}")
-    spec = BENCHMARK_BUILDERS[name]
+    if name not in PUBLIC_DATASETS:
+        raise ValueError(f"unknown benchmark {name!r}; available: {sorted(PUBLIC_DATASETS)}")
+    spec = PUBLIC_DATASETS[name]
     if split not in spec.expected:
         raise ValueError(f"{name} has no split {split!r}; available: {list(spec.expected)}")
     if missing not in ("drop", "raise"):

@@ -6,7 +6,7 @@ import pickle
 import pytest
 
 from peft_video.cli import main
-from peft_video.data import BENCHMARK_BUILDERS, ManifestError, build_benchmark, load_manifest, unique_videos
+from peft_video.data import PUBLIC_DATASETS, ManifestError, build_public_dataset, load_manifest, unique_videos
 
 
 def _touch_videos(folder, names):
@@ -41,18 +41,18 @@ def msrvtt(tmp_path):
 
 def test_msrvtt_splits_and_counts(msrvtt):
     anns, videos = msrvtt
-    data, report = build_benchmark("msrvtt", anns, videos, "test_1k")
+    data, report = build_public_dataset("msrvtt", anns, videos, "test_1k")
     assert data["video_id"] == ["video3", "video4"] and data["caption"] == ["a man sings", "a dog runs"]
     assert report.expected_videos == 1000 and report.found_videos == 2 and not report.complete
-    data, report = build_benchmark("msrvtt", anns, videos, "train_9k")
+    data, report = build_public_dataset("msrvtt", anns, videos, "train_9k")
     assert report.annotated_videos == 3 and report.found_videos == 2 and report.missing_videos == ["video2"]
     assert len(data) == 6 and "expected 9000" in str(report) and "missing videos: video2" in str(report)
     index = unique_videos(data)
     assert index.video_ids == ["video0", "video1"] and index.captions_per_video == [[0, 1, 2], [3, 4, 5]]
-    full_test, _ = build_benchmark("msrvtt", anns, videos, "test_full")
+    full_test, _ = build_public_dataset("msrvtt", anns, videos, "test_full")
     assert sorted(set(full_test["video_id"])) == ["video3", "video4"] and len(full_test) == 6
     with pytest.raises(ManifestError, match="missing videos: video2"):
-        build_benchmark("msrvtt", anns, videos, "train_9k", missing="raise")
+        build_public_dataset("msrvtt", anns, videos, "train_9k", missing="raise")
 
 
 def test_msvd_from_pickled_captions_and_split_lists(tmp_path):
@@ -62,7 +62,7 @@ def test_msvd_from_pickled_captions_and_split_lists(tmp_path):
     (anns / "raw-captions.pkl").write_bytes(pickle.dumps(raw))
     (anns / "test_list.txt").write_text("-4wsuPCjDBc_5_15\nabc_1_5\n")
     _touch_videos(tmp_path / "YouTubeClips", ["-4wsuPCjDBc_5_15.avi", "abc_1_5.avi"])
-    data, report = build_benchmark("msvd", anns, tmp_path / "YouTubeClips", "test")
+    data, report = build_public_dataset("msvd", anns, tmp_path / "YouTubeClips", "test")
     assert data["caption"] == ["a cat plays", "a kitten plays", "a man"]
     assert data["video"][0].endswith("-4wsuPCjDBc_5_15.avi") and report.expected_videos == 670
 
@@ -77,7 +77,7 @@ def test_didemo_builds_paragraphs(tmp_path):
     ]
     (anns / "test_data.json").write_text(json.dumps(entries))
     _touch_videos(tmp_path / "videos", ["123@N00_456.mp4", "789@N01_1.mp4"])  # converted to mp4, as usual
-    data, report = build_benchmark("didemo", anns, tmp_path / "videos", "test")
+    data, report = build_public_dataset("didemo", anns, tmp_path / "videos", "test")
     assert data["caption"] == ["a girl jumps. she lands", "a car turns"]
     assert data["sentences"] == [2, 1] and report.expected_videos == 1004 and report.found_videos == 2
 
@@ -95,7 +95,7 @@ def test_activitynet_paragraphs_with_or_without_v_prefix(tmp_path):
     }
     (anns / "val_1.json").write_text(json.dumps(data))
     _touch_videos(tmp_path / "v", ["v_QOlSCBRmfWY.mp4", "ehGHCYKzyZ8.mkv"])
-    built, report = build_benchmark("activitynet", anns, tmp_path / "v", "val_1")
+    built, report = build_public_dataset("activitynet", anns, tmp_path / "v", "val_1")
     assert built["caption"] == ["A woman dances. She bows.", "A man runs."]
     assert built["video"][1].endswith("ehGHCYKzyZ8.mkv") and report.expected_captions == 4917
 
@@ -116,12 +116,12 @@ def test_lsmdc_tab_separated_with_movie_folders(tmp_path):
             "0002_Movie/0002_Movie_00.01.00.000-00.01.02.000.avi",
         ],
     )
-    data, report = build_benchmark("lsmdc", anns, tmp_path / "clips", "test")
+    data, report = build_public_dataset("lsmdc", anns, tmp_path / "clips", "test")
     assert data["caption"] == ["SOMEONE walks.", "SOMEONE smiles."]
     assert data["movie"] == ["0001_American_Beauty", "0002_Movie"] and report.found_videos == 2
     (anns / "LSMDC16_annos_val.csv").write_text("only\ttwo\n")
     with pytest.raises(ManifestError, match="line 1 has 2 tab-separated fields"):
-        build_benchmark("lsmdc", anns, tmp_path / "clips", "val")
+        build_public_dataset("lsmdc", anns, tmp_path / "clips", "val")
 
 
 def test_vatex_english_captions(tmp_path):
@@ -130,21 +130,21 @@ def test_vatex_english_captions(tmp_path):
     entries = [{"videoID": "Ptf_2VRj-V0_000122_000132", "enCap": [f"en {i}" for i in range(10)], "chCap": ["zh"]}]
     (anns / "vatex_validation_v1.0.json").write_text(json.dumps(entries))
     _touch_videos(tmp_path / "vids", ["Ptf_2VRj-V0_000122_000132.mp4"])
-    data, report = build_benchmark("vatex", anns, tmp_path / "vids", "val")
+    data, report = build_public_dataset("vatex", anns, tmp_path / "vids", "val")
     assert len(data) == 10 and report.captions == 10 and report.expected_captions == 30000
 
 
 def test_builder_errors_name_what_is_wrong(msrvtt, tmp_path):
     anns, videos = msrvtt
     with pytest.raises(ValueError, match="unknown benchmark 'hmdb'"):
-        build_benchmark("hmdb", anns, videos, "test")
+        build_public_dataset("hmdb", anns, videos, "test")
     with pytest.raises(ValueError, match="no split 'test'"):
-        build_benchmark("msrvtt", anns, videos, "test")
+        build_public_dataset("msrvtt", anns, videos, "test")
     with pytest.raises(FileNotFoundError, match="MSRVTT_data.json not found"):
-        build_benchmark("msrvtt", tmp_path, videos, "train_full")
+        build_public_dataset("msrvtt", tmp_path, videos, "train_full")
     with pytest.raises(FileNotFoundError, match="video folder not found"):
-        build_benchmark("msrvtt", anns, tmp_path / "nope", "test_1k")
-    assert set(BENCHMARK_BUILDERS) == {"msrvtt", "msvd", "didemo", "activitynet", "lsmdc", "vatex"}
+        build_public_dataset("msrvtt", anns, tmp_path / "nope", "test_1k")
+    assert set(PUBLIC_DATASETS) == {"msrvtt", "msvd", "didemo", "activitynet", "lsmdc", "vatex"}
 
 
 def test_benchmark_command_writes_a_loadable_manifest(msrvtt, tmp_path, capsys):
