@@ -1,16 +1,22 @@
 """peft_video: parameter-efficient text-video retrieval on a frozen CLIPModel, through PEFT.
 
-Importing this package registers TFVL, DGL and PROMPT_CUBE with peft, so that `get_peft_model`,
-`PeftConfig.from_pretrained` and `PeftModel.from_pretrained` know them.
+Importing this package registers the video task type and every method in `peft_video.tuners` (TFVL, DGL,
+PROMPT_CUBE) with peft, so that `get_peft_model`, `PeftConfig.from_pretrained` and `PeftModel.from_pretrained` know
+them. The methods' table is `peft_video.registry`.
 """
 
-from ._peft_registration import register as _register
+from ._peft_registration import register_task_type as _register_task_type
 
-_register()
+_register_task_type()
 
+from . import tuners  # noqa: E402, F401  (importing the tuner packages registers them)
 from .config import FRAME_SAMPLING_STRATEGIES, VIDEO_TASK_TYPE, VideoAdapterConfig  # noqa: E402
 from .modeling import VideoModelOutput, VideoTextRetrievalOutput  # noqa: E402
 from .peft_model import PeftModelForVideoTextRetrieval  # noqa: E402
+from .registry import VideoMethod, get_video_method, register_video_method, video_methods  # noqa: E402
+
+# The public contract's `from peft_video import TFVLConfig, ...`: re-exports for users and type checkers only;
+# registration does not depend on these lines.
 from .tuners.dgl import DGLConfig  # noqa: E402
 from .tuners.prompt_cube import PromptCubeConfig  # noqa: E402
 from .tuners.tfvl import TFVLConfig  # noqa: E402
@@ -25,6 +31,10 @@ __all__ = [
     "PromptCubeConfig",
     "TFVLConfig",
     "VideoAdapterConfig",
+    "VideoMethod",
     "VideoModelOutput",
     "VideoTextRetrievalOutput",
+    "get_video_method",
+    "register_video_method",
+    "video_methods",
 ]

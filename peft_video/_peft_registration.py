@@ -5,14 +5,14 @@ this module (1) adds members to both enums, (2) maps our task type to `PeftModel
 `MODEL_TYPE_TO_PEFT_MODEL_MAPPING` (peft's own dispatch for task-specific PeftModel classes), and (3) calls peft's
 public `register_peft_method`. Every internal relied upon is checked first; a peft release that changed one makes
 `import peft_video` fail with an ImportError that names the peft version and the internal, instead of
-misbehaving later.
+misbehaving later. Which methods exist is not decided here: each method's package registers itself through
+`peft_video.registry.register_video_method`, which calls `register_peft_method` below.
 `tests/test_registration.py` guards this.
 """
 
 from __future__ import annotations
 
 import enum
-import importlib
 import inspect
 
 import peft
@@ -20,13 +20,6 @@ import peft
 from .config import VIDEO_TASK_TYPE
 
 TESTED_PEFT_VERSIONS = ">=0.21,<0.22"
-
-# (PeftType member, method name for register_peft_method, tuner package). One entry per method.
-METHODS: tuple[tuple[str, str, str], ...] = (
-    ("TFVL", "tfvl", "peft_video.tuners.tfvl"),
-    ("DGL", "dgl", "peft_video.tuners.dgl"),
-    ("PROMPT_CUBE", "prompt_cube", "peft_video.tuners.prompt_cube"),
-)
 
 
 class PeftInternalsChanged(ImportError):
@@ -79,21 +72,26 @@ def _add_str_enum_member(enum_cls: type[enum.Enum], name: str) -> enum.Enum:
     return member
 
 
-def register() -> None:
-    """Register every peft_video method and the video task type with peft (idempotent)."""
+def register_task_type() -> None:
+    """Add the video task type to peft and route it to `PeftModelForVideoTextRetrieval` (idempotent)."""
     _check_internals()
-    from peft import auto, mapping
+    from peft import auto
     from peft.utils import peft_types
 
     from .peft_model import PeftModelForVideoTextRetrieval
 
     _add_str_enum_member(peft_types.TaskType, VIDEO_TASK_TYPE)
     auto.MODEL_TYPE_TO_PEFT_MODEL_MAPPING[VIDEO_TASK_TYPE] = PeftModelForVideoTextRetrieval
-    for member, method_name, package in METHODS:
-        peft_type = _add_str_enum_member(peft_types.PeftType, member)
-        if peft_type in mapping.PEFT_TYPE_TO_TUNER_MAPPING:
-            continue
-        module = importlib.import_module(package)
-        peft_types.register_peft_method(
-            name=method_name, config_cls=module.CONFIG_CLS, model_cls=module.MODEL_CLS, prefix=module.MODEL_CLS.prefix
-        )
+
+
+def register_peft_method(*, peft_type: str, name: str, config_cls: type, model_cls: type) -> None:
+    """Add `peft_type` to peft's closed `PeftType` enum and register the method through peft's public
+    `register_peft_method` (idempotent). Called by `peft_video.registry.register_video_method`."""
+    _check_internals()
+    from peft import mapping
+    from peft.utils import peft_types
+
+    member = _add_str_enum_member(peft_types.PeftType, peft_type)
+    if member in mapping.PEFT_TYPE_TO_TUNER_MAPPING:
+        return
+    peft_types.register_peft_method(name=name, config_cls=config_cls, model_cls=model_cls, prefix=model_cls.prefix)

@@ -1,4 +1,4 @@
-"""Pieces a training script reuses (the loop itself lives in `examples/train.py`): the method table, optimizer
+"""Pieces a training script reuses (the loop itself lives in `examples/train.py`): method names, optimizer
 groups, parameter counts, and per-sample seeding of training data. Evaluation helpers are in `peft_video.evaluation`.
 """
 
@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-# name -> (module, config class). Imported lazily so that a method whose package fails to import (e.g. one that is
-# still being written) leaves the others usable; `available_methods` says which ones are.
-METHOD_CONFIGS: dict[str, tuple[str, str]] = {
-    "tfvl": ("peft_video.tuners.tfvl", "TFVLConfig"),
-    "dgl": ("peft_video.tuners.dgl", "DGLConfig"),
-    "prompt_cube": ("peft_video.tuners.prompt_cube", "PromptCubeConfig"),
-}
+from .registry import video_methods
+
 BASELINES: dict[str, str] = {
     "zero_shot": "frozen CLIP, mean of the frame embeddings (evaluation only)",
     "full_finetune": "every CLIP weight trained, mean of the frame embeddings (CLIP4Clip-meanP)",
@@ -27,33 +21,19 @@ BASELINES: dict[str, str] = {
 ADAPTER_ATTRIBUTE_PREFIX = "video_adapter."
 
 
-def available_methods() -> dict[str, type]:
-    """Adapter config class of every method in `METHOD_CONFIGS` whose package imports."""
-    found = {}
-    for name, (module, class_name) in METHOD_CONFIGS.items():
-        try:
-            found[name] = getattr(importlib.import_module(module), class_name)
-        except (ImportError, AttributeError):
-            continue
-    return found
-
-
 def known_method_names() -> list[str]:
-    """Every name `method` may take: the adapter methods that import, then the baselines."""
-    return [*available_methods(), *BASELINES]
+    """Every name `method` may take: the registered adapter methods, then the baselines."""
+    return [*video_methods(), *BASELINES]
 
 
 def check_method_name(method: str) -> None:
     """Raise a ValueError naming the known methods when `method` is none of them."""
-    if method in BASELINES or method in available_methods():
+    if method in BASELINES or method in video_methods():
         return
     known = known_method_names()
     hint = difflib.get_close_matches(str(method), known, n=1)
-    unavailable = [m for m in METHOD_CONFIGS if m not in known]
     raise ValueError(
-        f"unknown method {method!r}; known methods: {known}"
-        + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        + (f"; not importable in this installation: {unavailable}" if unavailable else "")
+        f"unknown method {method!r}; known methods: {known}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     )
 
 
@@ -66,7 +46,7 @@ def build_method_config(method: str, fields: Mapping[str, Any] | None = None):
     check_method_name(method)
     if method in BASELINES:
         raise ValueError(f"{method!r} is a baseline, not an adapter method: it has no adapter config")
-    config_class = available_methods()[method]
+    config_class = video_methods()[method].config_cls
     fields = dict(fields or {})
     valid = {f.name for f in dataclasses.fields(config_class) if f.init}
     unknown = sorted(set(fields) - valid)

@@ -1,17 +1,19 @@
-"""Every method, as a small config for the tiny CLIP, so the shared contract tests run on each. One line per method."""
+"""Every registered method's test variants (`peft_video.registry`), as the cases the shared contract tests run on.
+
+Nothing here names a method: a new method's package declares its `test_variants` when it registers itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from peft_video import DGLConfig, PromptCubeConfig, TFVLConfig
 from peft_video.config import VideoAdapterConfig
+from peft_video.registry import video_methods
 
 NUM_FRAMES = 4
 
 METHOD_CASES: dict[str, Callable[[], VideoAdapterConfig]] = {
-    "tfvl": lambda: TFVLConfig(num_frames=NUM_FRAMES, text_temp_gate_init=0.5),
-    "dgl": lambda: DGLConfig(num_frames=NUM_FRAMES),
-    "dgl_linear": lambda: DGLConfig(num_frames=NUM_FRAMES, latent_space="linear"),
-    "prompt_cube": lambda: PromptCubeConfig(num_frames=NUM_FRAMES, num_prompts=2),
+    variant: (lambda build=build: build(NUM_FRAMES))
+    for method in video_methods().values()
+    for variant, build in method.test_variants.items()
 }

@@ -169,12 +169,11 @@ def test_each_method_gets_its_tag_and_citation(tmp_path, peft_type, tag, referen
     assert "No evaluation results were recorded" in body
 
 
-def test_tags_from_an_enum_peft_type_and_an_unknown_method(tmp_path):
+def test_tags_from_an_enum_peft_type_and_an_unregistered_method_named(tmp_path):
     assert model_card_tags(tfvl_config()) == ["peft_video", "tfvl", "text-video-retrieval"]
     assert isinstance(tfvl_config().peft_type, PeftType)
-    write_model_card(tmp_path, video_config("NEW_METHOD"), base_model=None)
-    front, body = read_card(tmp_path)
-    assert "new_method" in front["tags"] and "no citation recorded" in body
+    with pytest.raises(KeyError, match="no peft_video method 'NEW_METHOD' is registered"):
+        write_model_card(tmp_path, video_config("NEW_METHOD"), base_model=None)
 
 
 def test_sampling_and_missing_base_model_are_described(tmp_path):

@@ -19,7 +19,8 @@ from peft_video.tuners.tfvl import TFVLModel
 
 
 def test_methods_and_task_type_are_registered():
-    for member, _, _ in registration.METHODS:
+    for method in peft_video.video_methods().values():
+        member = method.peft_type
         assert PeftType(member).value == member
         assert PeftType[member] in PEFT_TYPE_TO_CONFIG_MAPPING
         assert PeftType[member] in PEFT_TYPE_TO_TUNER_MAPPING
@@ -28,13 +29,25 @@ def test_methods_and_task_type_are_registered():
     assert PEFT_TYPE_TO_TUNER_MAPPING[PeftType.TFVL] is TFVLModel
 
 
-def test_all_three_methods_are_registered():
-    assert {member for member, _, _ in registration.METHODS} == {"TFVL", "DGL", "PROMPT_CUBE"}
+def test_the_three_builtin_methods_register_themselves_on_import():
+    assert {"tfvl", "dgl", "prompt_cube"} <= set(peft_video.video_methods())
+    assert peft_video.get_video_method("TFVL").config_cls is TFVLConfig
+    assert peft_video.get_video_method(PeftType.TFVL) is peft_video.get_video_method(TFVLConfig(num_frames=2))
 
 
 def test_registration_is_idempotent(clip):
-    registration.register()
-    registration.register()
+    method = peft_video.get_video_method("tfvl")
+    registration.register_task_type()
+    for _ in range(2):
+        again = peft_video.register_video_method(
+            name="tfvl",
+            config_cls=TFVLConfig,
+            model_cls=TFVLModel,
+            display_name=method.display_name,
+            description=method.description,
+            citation=method.citation,
+        )
+        assert again is method
     assert isinstance(get_peft_model(clip, TFVLConfig(num_frames=2)), PeftModelForVideoTextRetrieval)
 
 
@@ -65,5 +78,5 @@ def test_installed_peft_is_in_the_tested_range_declared_in_pyproject():
 def test_a_changed_peft_internal_fails_loudly(monkeypatch, target, attribute, replacement, message):
     monkeypatch.setattr(f"{target}.{attribute}", replacement)
     with pytest.raises(ImportError, match=rf"peft {re.escape(peft.__version__)}.*{message}") as error:
-        registration.register()
+        registration.register_task_type()
     assert "tested with peft" in str(error.value)

@@ -19,12 +19,14 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from importlib import resources
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from ..registry import VideoMethod
 
 TEMPLATE_NAME = "adapter_card.md"
 README_NAME = "README.md"
@@ -60,77 +62,6 @@ TIE_POLICY_TEXT: dict[str, str] = {
 _TRAINING_META_KEYS = ("hub_model_id",)
 
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """What the card says about one peft_video method."""
-
-    display_name: str
-    tag: str
-    description: str
-    citation: str
-
-
-METHODS: dict[str, MethodInfo] = {
-    "TFVL": MethodInfo(
-        display_name="TFVL",
-        tag="tfvl",
-        description=(
-            "TFVL (Shen et al., IEEE TNNLS 2025) models time with CLIP's own frozen encoders: *TextTemp* lets the "
-            "frozen text encoder read the frame embeddings as the words of a temporal sentence, *ImageTemp* lets the "
-            "frozen image encoder attend over the tokens of all frames of a video jointly. Only a small projection "
-            "and prompt tokens are trained. The paper has no public code; peft_video's TFVL is a reconstruction from "
-            "its abstract, documented in peft_video's `docs/methods/tfvl.md`."
-        ),
-        citation="""@article{shen2025tfvl,
-  title   = {Temporal Modeling With Frozen Vision-Language Foundation Models for Parameter-Efficient Text-Video
-             Retrieval},
-  author  = {Shen and Hao and He and Zhang and Liu and Zhao and Han and Ding},
-  journal = {IEEE Transactions on Neural Networks and Learning Systems},
-  volume  = {36},
-  number  = {10},
-  pages   = {17527--17540},
-  year    = {2025},
-  doi     = {10.1109/tnnls.2025.3605657}
-}""",
-    ),
-    "DGL": MethodInfo(
-        display_name="DGL",
-        tag="dgl",
-        description=(
-            "DGL (Yang et al., AAAI 2024), Dynamic Global-Local prompt tuning: a shared generator produces prompts "
-            "for every layer of the frozen text encoder and local prompts for every frame of the frozen image "
-            "encoder, while global prompts attend over all frames of a video and give its embedding. Only the prompt "
-            "generator and the global prompts are trained."
-        ),
-        citation="""@inproceedings{yang2024dgl,
-  title         = {DGL: Dynamic Global-Local Prompt Tuning for Text-Video Retrieval},
-  author        = {Yang and Zhu and Wang and Yang},
-  booktitle     = {Proceedings of the AAAI Conference on Artificial Intelligence},
-  year          = {2024},
-  eprint        = {2401.10588},
-  archivePrefix = {arXiv}
-}""",
-    ),
-    "PROMPT_CUBE": MethodInfo(
-        display_name="Prompt Cube (Prompt Switch)",
-        tag="prompt_cube",
-        description=(
-            "Prompt Switch (Deng et al., ICCV 2023) appends a cube of learnable prompts to the frames of the frozen "
-            "image encoder and transposes (switches) it inside every layer, so that frames exchange information "
-            "through the prompts; the frame embeddings read the prompts and are fused over time. A captioning "
-            "objective helps during training only."
-        ),
-        citation="""@inproceedings{deng2023promptswitch,
-  title         = {Prompt Switch: Efficient CLIP Adaptation for Text-Video Retrieval},
-  author        = {Deng and Chen and Qin and Chen and Wu},
-  booktitle     = {Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
-  year          = {2023},
-  eprint        = {2308.07648},
-  archivePrefix = {arXiv}
-}""",
-    ),
-}
-
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*(?:\r?\n|\Z)", re.DOTALL | re.MULTILINE)
 
 
@@ -142,17 +73,12 @@ def peft_type_name(config: Any) -> str:
     return str(getattr(peft_type, "value", peft_type))
 
 
-def method_info(config: Any) -> MethodInfo:
-    """Card information of the config's method; a method this module does not know gets a neutral entry."""
-    name = peft_type_name(config)
-    if name in METHODS:
-        return METHODS[name]
-    return MethodInfo(
-        display_name=name,
-        tag=name.lower(),
-        description=f"A peft_video method (`peft_type: {name}`).",
-        citation=f"% no citation recorded in peft_video for {name}",
-    )
+def method_info(config: Any) -> VideoMethod:
+    """The registered method of the config (`peft_video.registry.VideoMethod`: display name, description, citation)."""
+    from ..registry import get_video_method
+
+    peft_type_name(config)  # a clear error for a config without peft_type
+    return get_video_method(config.peft_type)
 
 
 def model_card_tags(config: Any) -> list[str]:
@@ -161,7 +87,7 @@ def model_card_tags(config: Any) -> list[str]:
     `PeftModelForVideoTextRetrieval._get_peft_specific_model_tags` returns these on top of peft's own, because peft's
     `create_or_update_model_card` replaces the card's `tags` with exactly that list.
     """
-    return [LIBRARY_TAG, method_info(config).tag, TASK_TAG]
+    return [LIBRARY_TAG, method_info(config).name, TASK_TAG]
 
 
 def load_template() -> str:
@@ -213,7 +139,7 @@ def _sampling_text(config: Any) -> str:
     return f"`{sampling}`"
 
 
-def _training_table(config: Any, method: MethodInfo, training: Mapping[str, Any] | None) -> str:
+def _training_table(config: Any, method: VideoMethod, training: Mapping[str, Any] | None) -> str:
     image_size = getattr(config, "image_size", None)
     rows: list[tuple[str, Any]] = [
         ("Method", f"{method.display_name} (`peft_type: {peft_type_name(config)}`)"),
