@@ -31,9 +31,10 @@ higher always come first. What happens to candidates that score *exactly the sam
   pair the same score (a collapsed model) therefore gets the worst possible rank, never a perfect one.
 * ``"index"``: ties are broken by candidate index, as a stable sort would (lower index first). Deterministic and
   unbiased on average; a constant-score model gets chance level (mean rank ``(n + 1) / 2``).
-* ``"optimistic"``: every tied wrong candidate is placed after the ground truth. This reproduces code that ranks with
-  ``argsort`` and then searches for the ground truth among equal scores; a constant-score model gets R@1 = 100 %.
-  Provided only to reproduce numbers of such code; never report it as a result.
+* ``"optimistic"``: every tied wrong candidate is placed after the ground truth. This reproduces code that takes the
+  first position among equal scores (Collaborative Experts' metric before it averaged ties); a constant-score model
+  gets R@1 = 100 %. Provided only to reproduce numbers of such code; never report it as a result. (CLIP4Clip's and
+  X-Pool's code give chance level on a constant matrix, as ``"index"`` does.)
 
 Ranks are computed by counting, not by sorting: a chunk of ``chunk_size`` query rows is compared against the ground
 truth scores at a time, so memory stays at ``chunk_size x gallery`` booleans however large the gallery.
@@ -269,10 +270,10 @@ def retrieval_ranks(
     sim = _as_similarity(similarity)
     mapping = _as_text_to_video(text_to_video, sim.shape[0], sim.shape[1], sim.device)
     t2v = _text_to_video_ranks(sim, mapping, tie_policy, chunk_size)
-    video_to_text = (
-        _video_to_text_ranks if video_to_text_protocol == "collaborative_experts" else (_video_to_caption_set_ranks)
-    )
-    v2t, video_ids = video_to_text(sim, mapping, tie_policy, chunk_size)
+    if video_to_text_protocol == "collaborative_experts":
+        v2t, video_ids = _video_to_text_ranks(sim, mapping, tie_policy, chunk_size)
+    else:
+        v2t, video_ids = _video_to_caption_set_ranks(sim, mapping, tie_policy, chunk_size)
     return RetrievalRanks(text_to_video=t2v.cpu(), video_to_text=v2t.cpu(), video_ids=video_ids.cpu())
 
 
