@@ -47,13 +47,17 @@ def _serve(conn) -> None:
     """Child loop: run calls until the pipe closes, answering ("ok", result) or ("error", path, reason).
 
     Native decoders' stderr is captured (never printed): after a failure its distinct messages join the reason."""
-    stderr = native_log.NativeStderrCapture()
+    try:
+        stderr = native_log.NativeStderrCapture()
+    except OSError:  # no temporary file possible: decode anyway, native messages then reach stderr
+        stderr = None
     while True:
         try:
             call: IsolatedCall = conn.recv()
         except (EOFError, OSError):
             return
-        stderr.clear()
+        if stderr is not None:
+            stderr.clear()
         try:
             conn.send(("ok", call.function(*call.args)))
         except VideoDecodeError as err:
@@ -62,8 +66,8 @@ def _serve(conn) -> None:
             conn.send(("error", call.path, _with_native_log(f"{type(err).__name__}: {err}", stderr)))
 
 
-def _with_native_log(reason: str, stderr: native_log.NativeStderrCapture) -> str:
-    said = stderr.text()
+def _with_native_log(reason: str, stderr: native_log.NativeStderrCapture | None) -> str:
+    said = stderr.text() if stderr is not None else ""
     return f"{reason} [decoder log: {said}]" if said else reason
 
 
