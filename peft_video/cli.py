@@ -12,7 +12,6 @@ The only module of the library that parses arguments; everything it does is avai
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -24,17 +23,19 @@ from typing import Any
 def _sampling_arguments(parser: argparse.ArgumentParser, num_frames: int) -> None:
     group = parser.add_argument_group("frame sampling (or take it from --adapter-config)")
     group.add_argument("--adapter-config", type=Path, help="adapter_config.json whose sampling fields to use")
-    group.add_argument("--num-frames", type=int, default=None, help=f"frames per video (default {num_frames})")
+    group.add_argument(
+        "--num-frames", type=int, default=None, help=f"frames per video (default {num_frames}, the library's default)"
+    )
     group.add_argument("--frame-sampling", choices=("segments", "chunked_segments", "fps"), default=None)
     group.add_argument("--sampling-fps", type=float, default=None)
     group.add_argument("--frame-chunk-size", type=int, default=None)
     group.add_argument("--short-video-policy", choices=("pad", "repeat"), default=None)
 
 
-def _sampling(args: argparse.Namespace, num_frames: int):
+def _sampling(args: argparse.Namespace):
     from peft_video.data import FrameSampling
 
-    values: dict[str, Any] = {"num_frames": num_frames}
+    values: dict[str, Any] = {}
     if args.adapter_config is not None:
         config = json.loads(args.adapter_config.read_text())
         values = {
@@ -71,11 +72,12 @@ def _validate(args: argparse.Namespace) -> int:
     data = load_manifest(args.manifest, split=args.split)
     report = validate_dataset(
         data,
-        _sampling(args, 8),
+        _sampling(args),
         jobs=args.jobs,
         timeout=args.timeout,
         backend=args.backend,
         progress=not args.no_progress,
+        strict=args.strict,
     )
     print(report.summary())
     if args.report is not None:
@@ -92,7 +94,9 @@ def _cache(args: argparse.Namespace) -> int:
 
     data = load_manifest(args.manifest, split=args.split)
     out = args.out or default_cache_dir(args.manifest)
-    sampling = _sampling(args, 12)
+    sampling = _sampling(args)
+    # The summary below names every partly decodable file; the library's per-file log warnings would repeat it.
+    logging.getLogger("peft_video.data.cache").setLevel(logging.ERROR)
     cache = build_frame_cache(
         data["video"],
         out,
@@ -102,13 +106,18 @@ def _cache(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         backend=args.backend,
         progress=not args.no_progress,
+        partial="raise" if args.strict else "keep",
     )
     size = os.path.getsize(Path(out) / "frames.u8")
     summary = cache.summary()
     print(
         f"frame cache at {out}: {summary['ok']} videos cached, {summary['failed']} failed, "
-        f"{size / 2**20:.1f} MiB, sampling {sampling.to_dict()}, short side {args.short_side}"
+        f"{summary['partial']} partly decodable (kept as shorter videos), {size / 2**20:.1f} MiB, "
+        f"sampling {sampling.to_dict()}, "
+        f"short side {args.short_side}"
     )
+    for warning in cache.partial_videos().values():
+        print(f"PARTIAL {warning}")
     for video, entry in cache.entries.items():
         if entry.status != "ok":
             print(f"FAILED {video}: {entry.reason}")
@@ -116,66 +125,36 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from peft_video.data import load_manifest, write_manifest
-    from peft_video.data.errors import VideoDecodeError
-    from peft_video.data.isolation import IsolatedCall, run_many
-    from peft_video.data.preprocess import reencode_video
+    from peft_video.data import load_manifest
+    from peft_video.data.preprocess import RECORD_FILE, preprocess_dataset
 
     data = load_manifest(args.manifest, split=args.split)
-    base = args.manifest.parent.resolve()
     out_dir: Path = args.out.resolve()
-    videos = list(dict.fromkeys(data["video"]))
-
-    def destination(video: str) -> str:
-        try:
-            relative = Path(video).resolve().relative_to(base)
-        except ValueError:  # outside the manifest's folder: keep the name, prefixed to stay unique
-            digest = hashlib.sha1(video.encode()).hexdigest()[:8]
-            relative = Path("external") / f"{digest}_{Path(video).name}"
-        return str((out_dir / relative).with_suffix(".mp4"))
-
-    parameters = {"fps": args.fps, "short_side": args.short_side, "codec": args.codec, "crf": args.crf}
-    results: dict[str, Any] = {}
-    failures: dict[str, str] = {}
-
-    def work(decoder, video):
-        call = IsolatedCall(
-            video, reencode_video, (video, destination(video), args.fps, args.short_side, args.codec, args.crf)
-        )
-        return decoder.call(call)
-
-    with tqdm(total=len(videos), desc="re-encoding", unit="video", disable=args.no_progress) as bar:
-        for index, result in run_many(videos, work, jobs=args.jobs, timeout=args.timeout, backend=args.backend):
-            if isinstance(result, VideoDecodeError):
-                failures[videos[index]] = result.reason
-            else:
-                results[videos[index]] = result
-            bar.update(1)
-    rows = []
-    for row in data:
-        if row["video"] in results:
-            rows.append({**row, "video": results[row["video"]]["output"]})
-    manifest_out = out_dir / args.manifest.name
-    if rows:
-        write_manifest(rows, manifest_out)
-    record = {
-        "source_manifest": str(args.manifest.resolve()),
-        "manifest": str(manifest_out),
-        "parameters": parameters,
-        "videos": list(results.values()),
-        "failed": failures,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "preprocess.json").write_text(json.dumps(record, indent=1))
-    print(
-        f"re-encoded {len(results)} videos into {out_dir} ({parameters}); manifest {manifest_out}; "
-        f"parameters recorded in {out_dir / 'preprocess.json'}"
+    report = preprocess_dataset(
+        data,
+        args.manifest,
+        out_dir,
+        fps=args.fps,
+        short_side=args.short_side,
+        codec=args.codec,
+        crf=args.crf,
+        strict=args.strict,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        backend=args.backend,
+        progress=not args.no_progress,
     )
-    for video, reason in failures.items():
+    manifest_out = out_dir / args.manifest.name
+    print(
+        f"re-encoded {len(report.videos)} videos ({len(report.partial)} partly decodable, kept as shorter videos) "
+        f"into {out_dir} ({report.parameters}); manifest {manifest_out if report.rows else '(none: no video done)'}; "
+        f"record in {out_dir / RECORD_FILE}"
+    )
+    for warning in report.partial.values():
+        print(f"PARTIAL {warning}")
+    for video, reason in report.failed.items():
         print(f"FAILED {video}: {reason}")
-    return 1 if args.strict and failures else 0
+    return 1 if args.strict and report.failed else 0
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -195,29 +174,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peft-video", description="Video data tools for peft_video.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from peft_video.data.sampling import DEFAULT_NUM_FRAMES
+
     validate = commands.add_parser("validate", help="decode every video with a timeout and name unreadable files")
     _common_arguments(validate, timeout=30.0)
-    _sampling_arguments(validate, num_frames=8)
-    validate.add_argument("--strict", action="store_true", help="exit 1 when a video is unreadable or a caption empty")
+    _sampling_arguments(validate, num_frames=DEFAULT_NUM_FRAMES)
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a video is unreadable or partly decodable, a caption empty, or a video_id names several "
+        "files",
+    )
     validate.add_argument("--report", type=Path, default=None, help="also write a JSON report here")
     validate.set_defaults(run=_validate)
 
     cache = commands.add_parser("cache", help="decode once into a memory-mapped uint8 frame store")
     _common_arguments(cache, timeout=60.0)
-    _sampling_arguments(cache, num_frames=12)
+    _sampling_arguments(cache, num_frames=DEFAULT_NUM_FRAMES)
     cache.add_argument("--out", type=Path, default=None, help="cache directory (default: <manifest>.frames)")
     cache.add_argument("--short-side", type=int, default=224, help="stored square frame side (default 224)")
-    cache.add_argument("--strict", action="store_true", help="exit 1 when a video could not be cached")
+    cache.add_argument(
+        "--strict", action="store_true", help="a partly decodable video is a failure; exit 1 when a video failed"
+    )
     cache.set_defaults(run=_cache)
 
     preprocess = commands.add_parser("preprocess", help="re-encode videos to a frame rate and short side")
     _common_arguments(preprocess, timeout=600.0)
-    preprocess.add_argument("--out", type=Path, required=True, help="output folder (mirrors the manifest's layout)")
+    preprocess.add_argument(
+        "--out", type=Path, required=True, help="output folder (mirrors the manifest's layout; one file per source)"
+    )
     preprocess.add_argument("--fps", type=float, default=None, help="output frame rate (default: keep)")
     preprocess.add_argument("--short-side", type=int, default=None, help="output short side (default: keep)")
     preprocess.add_argument("--codec", default="libx264")
     preprocess.add_argument("--crf", type=int, default=23, help="x264 quality (lower is better, larger)")
-    preprocess.add_argument("--strict", action="store_true", help="exit 1 when a video could not be re-encoded")
+    preprocess.add_argument(
+        "--strict",
+        action="store_true",
+        help="a partly decodable video is a failure; exit 1 when a video could not be re-encoded",
+    )
     preprocess.set_defaults(run=_preprocess)
 
     from peft_video.data.public_datasets import PUBLIC_DATASETS

@@ -188,15 +188,20 @@ def retrieval_metrics_from_embeddings(
     caption_to_video: torch.Tensor,
     *,
     video_valid: torch.Tensor | None = None,
+    video_subset: torch.Tensor | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     tie_policy: str = "pessimistic",
     dsl_temperature: float | None = None,
 ) -> dict[str, Any]:
     """`compute_retrieval_metrics` on cosine similarities of normalised embeddings. Videos marked invalid (not
-    decodable) are dropped with their captions; `num_videos`, `num_captions` and `failed_videos` say what was
-    scored."""
+    decodable) are dropped with their captions; `video_subset` [V] bool restricts the gallery to a subset (videos
+    outside it are left out without counting as failures). `num_videos`, `num_captions` and `failed_videos` (the
+    gallery's undecodable videos) say what was scored."""
     if video_valid is None:
         video_valid = torch.ones(video_embeds.shape[0], dtype=torch.bool)
+    in_gallery = video_subset if video_subset is not None else torch.ones_like(video_valid)
+    failed = in_gallery & ~video_valid
+    video_valid = video_valid & in_gallery
     kept = torch.nonzero(video_valid).flatten()
     if kept.numel() == 0:
         raise ValueError("no video of the split could be decoded: nothing to evaluate")
@@ -211,7 +216,7 @@ def retrieval_metrics_from_embeddings(
     result.update(
         num_videos=int(kept.numel()),
         num_captions=int(caption_kept.sum()),
-        failed_videos=int((~video_valid).sum()),
+        failed_videos=int(failed.sum()),
     )
     return result
 
@@ -253,7 +258,8 @@ def split_metrics(
             encoded["text_embeds"],
             encoded["video_embeds"],
             encoded["caption_to_video"],
-            video_valid=encoded["video_valid"] & videos,
+            video_valid=encoded["video_valid"],
+            video_subset=videos,
             ks=ks,
             tie_policy=tie_policy,
         )

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from method_cases import METHOD_CASES, NUM_FRAMES
 from peft import get_peft_model
 from transformers import CLIPModel
@@ -79,7 +80,8 @@ def test_disable_adapter_is_clip_with_mean_pooling(method):
             video = model.get_video_features(pixel_values=videos).pooler_output
             text = model.get_text_features(**captions).pooler_output
         frames = base.get_image_features(pixel_values=videos.flatten(0, 1)).pooler_output
-        torch.testing.assert_close(video, frames.view(2, NUM_FRAMES, -1).mean(1))
+        # CLIP4Clip's meanP: each frame embedding L2-normalised, then the mean
+        torch.testing.assert_close(video, F.normalize(frames, dim=-1).view(2, NUM_FRAMES, -1).mean(1))
         torch.testing.assert_close(text, base.get_text_features(**captions).pooler_output)
         adapted = model.get_video_features(pixel_values=videos).pooler_output
     assert not torch.allclose(adapted, video), "the adapter must be back on after the context"
@@ -146,7 +148,9 @@ def test_mean_pooling_helper_respects_the_mask(clip, clip_config):
     mask = torch.tensor([[True, True, False]])
     pooled = mean_pooled_video_features(clip, videos, mask).pooler_output
     frames = clip.get_image_features(pixel_values=videos[0, :2]).pooler_output
-    torch.testing.assert_close(pooled[0], frames.mean(0))
+    torch.testing.assert_close(pooled[0], F.normalize(frames, dim=-1).mean(0))
+    plain = mean_pooled_video_features(clip, videos, mask, normalize_frames=False).pooler_output
+    torch.testing.assert_close(plain[0], frames.mean(0))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -135,6 +135,21 @@ def write_truncated(path: str | os.PathLike, keep_fraction: float = 0.5, **video
     return path
 
 
+def write_partly_decodable(path: str | os.PathLike, num_frames: int = 24, **video_kwargs) -> Path:
+    """A healthy .mp4 whose sample data is zeroed from the middle of its `mdat` box on: the header (moov, at the end)
+    still announces `num_frames` frames, but decoding breaks part-way (corrupt sample data, as after a bad copy)."""
+    path = Path(path)
+    write_video(path, num_frames=num_frames, **video_kwargs)
+    data = bytearray(path.read_bytes())
+    mdat, moov = data.find(b"mdat"), data.find(b"moov")
+    if not 0 < mdat < moov:
+        raise RuntimeError("expected an mp4 with mdat before moov; cannot build a partly decodable fixture")
+    start = mdat + 4 + (moov - 8 - mdat - 4) // 2
+    data[start : moov - 4] = bytes(moov - 4 - start)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def write_resolution_change(path: str | os.PathLike, sizes=((64, 48), (48, 32)), frames_each: int = 4) -> Path:
     """An MPEG-TS whose resolution changes mid-stream (TS segments concatenate byte-wise, as in HLS recordings).
 

@@ -23,20 +23,29 @@ from .decoding import (
     VideoReader,
     available_backends,
     decode_frames,
+    partial_video,
 )
-from .errors import DecoderCrashedError, DecodeTimeoutError, ManifestError, VideoDecodeError
+from .errors import DecoderCrashedError, DecodeTimeoutError, ManifestError, PartialVideoError, VideoDecodeError
 from .isolation import IsolatedDecoder, decode_many
 from .manifest import (
     VideoIndex,
+    conflicting_video_ids,
     first_caption_per_video,
     from_hub_dataset,
     load_manifest,
     rows_to_dataset,
+    shared_video_files,
     unique_videos,
     write_manifest,
 )
 from .public_datasets import PUBLIC_DATASETS, BuildReport, build_public_dataset
-from .sampling import FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES, FrameSampling, sample_frame_indices
+from .sampling import (
+    DEFAULT_NUM_FRAMES,
+    FRAME_SAMPLING_STRATEGIES,
+    SHORT_VIDEO_POLICIES,
+    FrameSampling,
+    sample_frame_indices,
+)
 from .transforms import ClipFrameTransform
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "BuildReport",
     "build_public_dataset",
     "ClipFrameTransform",
+    "DEFAULT_NUM_FRAMES",
     "DataErrorSummary",
     "DecodeTimeoutError",
     "DecodedVideo",
@@ -55,6 +65,7 @@ __all__ = [
     "FrameSampling",
     "IsolatedDecoder",
     "ManifestError",
+    "PartialVideoError",
     "PyAVReader",
     "SHORT_VIDEO_POLICIES",
     "TorchCodecReader",
@@ -66,14 +77,17 @@ __all__ = [
     "VideoTextDataset",
     "available_backends",
     "build_frame_cache",
+    "conflicting_video_ids",
     "decode_frames",
     "decode_many",
     "default_cache_dir",
     "first_caption_per_video",
     "from_hub_dataset",
     "load_manifest",
+    "partial_video",
     "rows_to_dataset",
     "sample_frame_indices",
+    "shared_video_files",
     "unique_videos",
     "write_manifest",
 ]
