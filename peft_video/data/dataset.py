@@ -195,18 +195,14 @@ class VideoTextDataset(torch.utils.data.Dataset):
         if not isinstance(caption, str) or not caption.strip():
             raise VideoDecodeError(path, f"empty caption at row {index}")
         video = self._decode(path)
-        pixel_values = self.transform.resize_and_crop(video.frames)
-        if self.normalize:
-            pixel_values = self.transform.normalize(pixel_values)
-        if not video.mask.all():
-            pixel_values[~video.mask] = 0  # padded slots stay exact zeros after normalisation
         return {
-            "pixel_values": pixel_values,
+            "pixel_values": self.transform.video_pixel_values(video.frames, video.mask, self.normalize),
             "video_mask": video.mask,
             "video_id": self._video_ids[index],
             "caption": caption,
             "video": path,
             "frame_indices": video.indices,
+            "duration": video.metadata.duration,
         }
 
     def __getitem__(self, index: int) -> dict[str, Any] | FailedSample:
