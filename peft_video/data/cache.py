@@ -19,6 +19,7 @@ Layout of a cache directory:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,11 +39,29 @@ CACHE_VERSION = 1
 FRAMES_FILE = "frames.u8"
 INDEX_FILE = "cache.json"
 
+logger = logging.getLogger(__name__)
+
 
 def default_cache_dir(manifest: str | os.PathLike) -> Path:
     """Where `peft-video cache MANIFEST` puts the cache by default: `<manifest>.frames/` beside the manifest."""
     manifest = Path(manifest)
     return manifest.with_name(manifest.name + ".frames")
+
+
+def manifest_frame_cache(manifest: str | os.PathLike, sampling: FrameSampling) -> FrameCache | None:
+    """The frame cache that `peft-video cache` wrote beside `manifest` (`<manifest>.frames/`) when there is one built
+    with `sampling`; None otherwise (a cache built with other sampling is reported and left unused)."""
+    directory = default_cache_dir(manifest)
+    if not (directory / INDEX_FILE).is_file():
+        return None
+    found = FrameCache.open(directory)
+    try:
+        found.check_sampling(sampling)
+    except ValueError as err:
+        logger.warning("not using the frame cache beside the manifest: %s", err)
+        return None
+    logger.info("using the frame cache at %s", directory)
+    return found
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:

@@ -153,20 +153,11 @@ class VideoTextDataset(torch.utils.data.Dataset):
     ) -> VideoTextDataset:
         """Load a manifest (`load_manifest`) and, with `cache="auto"`, use the frame cache that `peft-video cache`
         wrote beside it (`<manifest>.frames/`) when there is one built with the same sampling; otherwise decode."""
-        from .cache import INDEX_FILE, FrameCache, default_cache_dir
+        from .cache import manifest_frame_cache
         from .manifest import load_manifest
 
         if isinstance(cache, str) and cache == "auto":
-            directory = default_cache_dir(manifest)
-            cache = None
-            if (directory / INDEX_FILE).is_file():
-                found = FrameCache.open(directory)
-                try:
-                    found.check_sampling(sampling)
-                    cache = found
-                    logger.info("using the frame cache at %s", directory)
-                except ValueError as err:
-                    logger.warning("not using the frame cache beside the manifest: %s", err)
+            cache = manifest_frame_cache(manifest, sampling)
         return cls(load_manifest(manifest, split=split), sampling, transform, cache=cache, **kwargs)
 
     def __len__(self) -> int:
