@@ -53,7 +53,7 @@ FAILURES_FILE = "failures.json"
 DEFAULT_SHARD_SIZE = 1024
 
 
-class IndexCorruptError(RuntimeError):
+class IndexCorruptError(ValueError):
     """An index folder is missing a file or holds inconsistent files; the message names the file and the fix."""
 
 
