@@ -1,5 +1,5 @@
-"""Shared set-up of the index, search, gallery and app tests: a tiny offline world, a tiny random CLIP folder and a TFVL
-adapter on it (made once per test session, in a temporary folder)."""
+"""Shared set-up of the index, search, gallery and app tests: a tiny offline world, a tiny random CLIP folder and
+TFVL adapters on it (made once per test session, in a temporary folder)."""
 
 from __future__ import annotations
 

@@ -108,8 +108,8 @@ def test_incremental_add_encodes_only_new_videos(search_assets, encoder, tmp_pat
     directory = tmp_path / "idx"
     written = []
     first = build_index(
-        search_assets.manifest, directory, encoder=encoder, split="test", shard_size=3, on_shard_written=written.append,
-        **FAST,
+        search_assets.manifest, directory, encoder=encoder, split="test", shard_size=3,
+        on_shard_written=written.append, **FAST,
     )  # fmt: skip
     assert first.num_videos == len(search_assets.test_ids) == first.added
     old_shards = {p.name: p.stat().st_mtime_ns for p in (directory / "shards").iterdir()}

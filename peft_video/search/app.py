@@ -95,12 +95,14 @@ def _video_roots(index: Any) -> list[str]:
 
 
 def launch_app(index_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 7860, k: int = 8, **kwargs):
-    """Serve `build_app` for the index at `index_dir` (blocks until stopped unless `prevent_thread_lock=True`)."""
+    """Serve `build_app` for the index at `index_dir` (blocks until stopped unless `prevent_thread_lock=True`);
+    returns the `gradio.Blocks` (`.close()` stops the server)."""
     demo = build_app(index_dir, k=k)
-    return demo.launch(
+    demo.launch(
         server_name=host,
         server_port=port,
         allowed_paths=demo.peft_video_allowed_paths,
         show_error=True,
         **kwargs,
     )
+    return demo

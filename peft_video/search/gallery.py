@@ -136,11 +136,16 @@ def _draw(query: str, rows: Sequence[_Row], *, title: str | None, frames: int, h
             draw.text((pad + 70, top + pad + 4), f"score {row.score:.3f}", fill=TEXT, font=_font(16))
         draw.text((pad + 4, top + pad + 34), textwrap.shorten(row.video_id, 28), fill=MUTED, font=_font(14))
         if row.ground_truth:
-            draw.text((pad + 4, top + pad + 56), "✓ ground truth", fill=GROUND_TRUTH, font=_font(15))
+            _check_mark(draw, pad + 6, top + pad + 60)  # the default font has no ✓ glyph
+            draw.text((pad + 26, top + pad + 56), "ground truth", fill=GROUND_TRUTH, font=_font(15))
         if row.note:
             draw.text((pad + 4, top + pad + 76), textwrap.shorten(row.note, 30), fill=MUTED, font=_font(13))
         image.paste(strip, (label_width, top + pad))
     return image
+
+
+def _check_mark(draw, x: int, y: int) -> None:
+    draw.line([(x, y + 6), (x + 5, y + 11), (x + 14, y)], fill=GROUND_TRUTH, width=3)
 
 
 def worst_queries_gallery(
