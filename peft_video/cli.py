@@ -211,12 +211,11 @@ def _index(args: argparse.Namespace) -> int:
         raise ValueError(f"{sorted(sampling)} apply to the zero-shot baseline; an adapter brings its own sampling")
     encoder = None
     if sampling:
-        from accelerate import PartialState
-
         from peft_video.search import VideoTextEncoder
+        from peft_video.search.index import process_state
 
         encoder = VideoTextEncoder.load(
-            None, args.base_model, num_frames=args.num_frames or 12, dtype=args.dtype, device=PartialState().device,
+            None, args.base_model, num_frames=args.num_frames or 12, dtype=args.dtype, device=process_state().device,
             **sampling,
         )  # fmt: skip
     cache = {"auto": "auto", "none": None}.get(args.cache, args.cache)
@@ -226,9 +225,9 @@ def _index(args: argparse.Namespace) -> int:
         split=args.split, shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
         cache=cache, decode_timeout=args.timeout or None, backend=args.backend, progress=not args.no_progress,
     )  # fmt: skip
-    from accelerate import PartialState
+    from peft_video.search.index import process_state
 
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         print(report)
     return 1 if args.strict and report.failed else 0
 

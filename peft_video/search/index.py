@@ -274,6 +274,16 @@ def _empty_rows() -> dict[str, list]:
 
 
 # -------------------------------------------------------------------------------------------------------- building
+def process_state():
+    """Accelerate's `PartialState` (rank, world size, device, barriers) of this process, honouring
+    `ACCELERATE_USE_CPU` as `Accelerator` does (`PartialState` alone ignores it and would not join the group)."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+
 @dataclass
 class BuildReport:
     """What a `build_index` call did."""
@@ -337,10 +347,8 @@ def build_index(
     Under `accelerate launch` every process encodes its share of the shards; the main process commits. Unreadable
     videos are skipped, listed in the report and in `index.json`, and retried by the next call.
     """
-    from accelerate import PartialState
-
     started = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     directory = Path(index_dir)
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
@@ -371,6 +379,7 @@ def build_index(
         state.wait_for_everyone()
         plan = _read_plan(directory)
         resuming = plan is not None
+        state.wait_for_everyone()  # every process has looked before the main process writes a new plan
         if resuming:
             _check_identity(plan["identity"], encoder.identity, f"the interrupted build run in {directory}")
         else:
