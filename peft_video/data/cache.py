@@ -56,6 +56,22 @@ def default_cache_dir(manifest: str | os.PathLike) -> Path:
     return manifest.with_name(manifest.name + ".frames")
 
 
+def manifest_frame_cache(manifest: str | os.PathLike, sampling: FrameSampling) -> FrameCache | None:
+    """The frame cache that `peft-video cache` wrote beside `manifest` (`<manifest>.frames/`) when there is one built
+    with `sampling`; None otherwise (a cache built with other sampling is reported and left unused)."""
+    directory = default_cache_dir(manifest)
+    if not (directory / INDEX_FILE).is_file():
+        return None
+    found = FrameCache.open(directory)
+    try:
+        found.check_sampling(sampling)
+    except ValueError as err:
+        logger.warning("not using the frame cache beside the manifest: %s", err)
+        return None
+    logger.info("using the frame cache at %s", directory)
+    return found
+
+
 FINGERPRINT_CHUNK = 1 << 20
 
 

@@ -176,20 +176,11 @@ class VideoTextDataset(torch.utils.data.Dataset):
     ) -> VideoTextDataset:
         """Load a manifest (`load_manifest`) and, with `cache="auto"`, use the frame cache that `peft-video cache`
         wrote beside it (`<manifest>.frames/`) when there is one built with the same sampling; otherwise decode."""
-        from .cache import INDEX_FILE, FrameCache, default_cache_dir
+        from .cache import manifest_frame_cache
         from .manifest import load_manifest
 
         if isinstance(cache, str) and cache == "auto":
-            directory = default_cache_dir(manifest)
-            cache = None
-            if (directory / INDEX_FILE).is_file():
-                try:  # an outdated cache format or another sampling: decode instead, and say why
-                    found = FrameCache.open(directory)
-                    found.check_sampling(sampling)
-                    cache = found
-                    logger.info("using the frame cache at %s", directory)
-                except ValueError as err:
-                    logger.warning("not using the frame cache beside the manifest: %s", err)
+            cache = manifest_frame_cache(manifest, sampling)
         return cls(load_manifest(manifest, split=split), sampling, transform, cache=cache, **kwargs)
 
     def __len__(self) -> int:
@@ -223,13 +214,8 @@ class VideoTextDataset(torch.utils.data.Dataset):
         if warning is not None and path not in self._warned_partial:
             self._warned_partial.add(path)
             logger.warning("%s", warning)
-        pixel_values = self.transform.resize_and_crop(video.frames)
-        if self.normalize:
-            pixel_values = self.transform.normalize(pixel_values)
-        if not video.mask.all():
-            pixel_values[~video.mask] = 0  # padded slots stay exact zeros after normalisation
         return {
-            "pixel_values": pixel_values,
+            "pixel_values": self.transform.video_pixel_values(video.frames, video.mask, self.normalize),
             "video_mask": video.mask,
             "video_id": self._video_ids[index],
             "caption": caption,
@@ -242,6 +228,7 @@ class VideoTextDataset(torch.utils.data.Dataset):
                 "decoded_frames": video.metadata.num_frames,
                 "announced_frames": video.metadata.announced_frames,
             },
+            "duration": video.metadata.duration,
         }
 
     def __getitem__(self, index: int) -> dict[str, Any] | FailedSample:
