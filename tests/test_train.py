@@ -104,8 +104,8 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(train, asset
     out = assets.root / "interrupted"
     # "killed" after step 5: the last checkpoint is step 3, so steps 4 and 5 are lost and redone
     assert train.main(argv_for(assets, out) + RESUME_ARGS + ["--stop_after_steps", "5"]) == {"stopped_at": 5}
-    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint-3"]
-    checkpoint_weights = load_file(out / "checkpoints" / "checkpoint-3" / "model.safetensors")
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint_3"]
+    checkpoint_weights = load_file(out / "checkpoints" / "checkpoint_3" / "model.safetensors")
     assert checkpoint_weights and all("video_adapter" in k for k in checkpoint_weights), (
         "checkpoint holds base weights"
     )
@@ -127,7 +127,7 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(train, asset
 
 
 def test_resume_refuses_a_checkpoint_of_another_method_or_base_model(train, assets, uninterrupted):
-    checkpoint = str(uninterrupted.output_dir / "checkpoints" / "checkpoint-6")
+    checkpoint = str(uninterrupted.output_dir / "checkpoints" / "checkpoint_6")
     out = assets.root / "other"
     with pytest.raises(ValueError, match="method: checkpoint 'tfvl' vs this run 'full_finetune'"):
         train.main(
@@ -233,7 +233,7 @@ def test_parameter_groups_split_adapter_and_other_trainable_tensors(clip):
     from peft import get_peft_model
 
     from peft_video import TFVLConfig
-    from peft_video.training import parameter_groups
+    from peft_video.optimization import parameter_groups
 
     model = get_peft_model(clip, TFVLConfig(num_frames=4, modules_to_save=["visual_projection"]))
     groups = parameter_groups(model, learning_rate=1e-3, other_learning_rate=1e-6, weight_decay=0.1)
@@ -246,7 +246,7 @@ def test_parameter_groups_split_adapter_and_other_trainable_tensors(clip):
 
 
 def test_epoch_seeded_dataset_draws_depend_only_on_seed_epoch_and_index():
-    from peft_video.training import EpochSeededDataset
+    from peft_video.data import EpochSeededDataset
 
     class Draws(torch.utils.data.Dataset):
         def __len__(self):
@@ -267,14 +267,13 @@ def test_epoch_seeded_dataset_draws_depend_only_on_seed_epoch_and_index():
 def test_every_shipped_config_parses_and_names_a_valid_method_setup(train, config):
     from cli_config import parse_args
 
-    from peft_video.training import BASELINES, build_method_config
+    from peft_video.loading import BASELINES
 
     model_args, data_args, train_args = parse_args(train.ALL_ARGUMENTS, ["--config", str(config)])
-    if model_args.method not in BASELINES:
-        fields = {**(model_args.method_config or {}), "num_frames": data_args.num_frames}
-        assert build_method_config(model_args.method, fields).num_frames == data_args.num_frames
-    train.metric_key(train_args.metric_for_best_model)
-    train.resolve_mixed_precision(train_args)
+    adapter_config = train.check_arguments(model_args, data_args, train_args)
+    assert (adapter_config is None) == (model_args.method in BASELINES)
+    if adapter_config is not None:
+        assert adapter_config.num_frames == data_args.num_frames
 
 
 @pytest.mark.parametrize("method", ["dgl", "prompt_cube"])
@@ -298,7 +297,8 @@ def test_frame_transform_reads_a_local_preprocessor_config_like_the_image_proces
     from transformers import CLIPImageProcessor
 
     from peft_video.data import ClipFrameTransform
+    from peft_video.loading import load_frame_transform
     from peft_video.synthetic import TINY_CLIP_PATH
 
     expected = ClipFrameTransform.from_processor(CLIPImageProcessor.from_pretrained(TINY_CLIP_PATH), image_size=64)
-    assert train.frame_transform(str(TINY_CLIP_PATH), 64) == expected
+    assert load_frame_transform(str(TINY_CLIP_PATH), 64) == expected

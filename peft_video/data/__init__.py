@@ -37,6 +37,7 @@ from .manifest import (
 )
 from .public_datasets import PUBLIC_DATASETS, BuildReport, build_public_dataset
 from .sampling import FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES, FrameSampling, sample_frame_indices
+from .seeding import EpochSeededDataset
 from .transforms import ClipFrameTransform
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "DecodedVideo",
     "DecoderCrashedError",
     "DecordReader",
+    "EpochSeededDataset",
     "FRAME_SAMPLING_STRATEGIES",
     "FailedSample",
     "FrameCache",
