@@ -13,7 +13,7 @@ Typical use (the training script builds this from an adapter config):
 
 from .cache import FrameCache, build_frame_cache, default_cache_dir
 from .collate import VideoTextCollator
-from .dataset import DataErrorSummary, FailedSample, VideoTextDataset
+from .dataset import DataErrorSummary, FailedSample, VideoTextDataset, VideoTextSample
 from .decoding import (
     DecodedVideo,
     DecordReader,
@@ -66,6 +66,7 @@ __all__ = [
     "VideoReader",
     "VideoTextCollator",
     "VideoTextDataset",
+    "VideoTextSample",
     "available_backends",
     "build_frame_cache",
     "decode_frames",
