@@ -6,7 +6,8 @@
     peft-video benchmark msrvtt --split test_1k --annotations msrvtt/anns --videos msrvtt/videos --out test.csv
 
 The only module of the library that parses arguments; everything it does is available as functions in
-`peft_video.data`.
+`peft_video.data`. Keep `build_parser` light (the library's modules are imported by the handlers): the console script,
+`peft_video_launcher`, builds it without importing the library to answer `--help` and `--version` at once.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="peft-video", description="Video data tools for peft_video.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="decode every video with a timeout and name unreadable files")
@@ -236,8 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("peft-video")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `peft-video` console script; returns the exit status."""
+    """Runs a `peft-video` command line (the console script is `peft_video_launcher.main`); returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
