@@ -302,3 +302,33 @@ def test_frame_transform_reads_a_local_preprocessor_config_like_the_image_proces
 
     expected = ClipFrameTransform.from_processor(CLIPImageProcessor.from_pretrained(TINY_CLIP_PATH), image_size=64)
     assert load_frame_transform(str(TINY_CLIP_PATH), 64) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--report_to", "wandb"], r"report_to: \['wandb'\] not installed"),
+        (["--metric_for_best_model", "text_to_video/R@3"], "metric_for_best_model must look like"),
+        (["--metric_for_best_model", "subsets/mood/text_to_video/R@1", "--subset_columns", "mood"], "column 'mood'"),
+    ],
+)
+def test_a_bad_setting_deletes_nothing_of_the_earlier_run(train, assets, uninterrupted, tmp_path, extra, match):
+    out = tmp_path / "earlier"
+    shutil.copytree(uninterrupted.output_dir, out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(ValueError, match=match):
+        train.main(argv_for(assets, out) + RESUME_ARGS + ["--overwrite_output_dir", "true"] + extra)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_base_model_id_names_the_hub_base_in_config_and_card_never_the_local_folder(train, assets, tmp_path):
+    out = tmp_path / "with_id"
+    argv = argv_for(assets, out) + ["--max_steps", "1", "--eval_steps", "1", "--base_model_id", "someone/tiny-clip"]
+    train.main(argv)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "someone/tiny-clip"
+    card = (out / "README.md").read_text()
+    assert "base_model: someone/tiny-clip" in card and str(assets.clip) not in card
+    # without the option the card names no base model at all (the base is a local folder)
+    train.main(argv_for(assets, tmp_path / "without") + ["--max_steps", "1", "--eval_steps", "1"])
+    card = (tmp_path / "without" / "README.md").read_text()
+    assert "base_model:" not in card and str(assets.clip) not in card
