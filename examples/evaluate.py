@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
-from cli_config import parse_args
+from arguments import EvalArguments, parse_args
 
 from peft_video.data import FrameSampling
 from peft_video.evaluation import RetrievalEvaluator, summary_line
 from peft_video.loading import (
-    DataSourceArguments,
     load_frame_transform,
     load_split,
     load_tokenizer,
@@ -43,43 +42,6 @@ PROTOCOL = (
     "best-ranked of its own captions among all captions (multi-caption protocol); a wrong candidate with exactly the "
     "ground truth's score counts as ranked above it (tie_policy)."
 )
-
-
-@dataclass
-class EvalArguments(DataSourceArguments):
-    """What to evaluate, on which data."""
-
-    adapter_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "peft_video adapter folder or Hub id, or a fine-tuned CLIPModel folder; none: the zero-shot "
-            "baseline of base_model."
-        },
-    )
-    base_model: str | None = field(
-        default=None, metadata={"help": "Base CLIPModel; default: the adapter config's base_model_name_or_path."}
-    )
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer; default: the base model's."})
-    num_frames: int | None = field(
-        default=None, metadata={"help": "Frames per video; default: the adapter's (12 without an adapter)."}
-    )
-    max_text_length: int | None = field(
-        default=None, metadata={"help": "Caption length in tokens; default: the adapter's (32 without one)."}
-    )
-    split: str = field(default="test", metadata={"help": "Manifest split to evaluate."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N rows."})
-    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Videos per process per batch."})
-    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-    tie_policy: str = field(default="pessimistic", metadata={"help": "pessimistic, index or optimistic."})
-    dsl_temperature: float | None = field(
-        default=None, metadata={"help": "Also report dual-softmax numbers at this temperature (cosine units)."}
-    )
-    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (default: accelerate launch's setting)."})
-    fp16: bool = field(default=False, metadata={"help": "fp16 autocast (default: accelerate launch's setting)."})
-    output_file: str | None = field(
-        default=None, metadata={"help": "JSON output; default: <adapter folder>/eval_<split>.json, else stdout only."}
-    )
-    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Scripts reach shared code through the library: no `sys.path` edits in examples/ or benchmarks/ (examples/ import
-only their sibling `cli_config`, which Python finds beside a script it runs), and nothing imported from tests/."""
+only their sibling `arguments`, which Python finds beside a script it runs), and nothing imported from tests/."""
 
 from __future__ import annotations
 

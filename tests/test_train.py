@@ -205,7 +205,7 @@ def test_empty_split_fails_before_the_model_loads(train, assets, tmp_path):
 
 def test_config_file_values_and_command_line_overrides(tmp_path):
     load_script("train")
-    from cli_config import parse_args
+    from arguments import parse_args
 
     train_module = load_script("train")
     config = tmp_path / "run.json"
@@ -265,7 +265,7 @@ def test_epoch_seeded_dataset_draws_depend_only_on_seed_epoch_and_index():
 
 @pytest.mark.parametrize("config", sorted((REPO / "examples" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_parses_and_names_a_valid_method_setup(train, config):
-    from cli_config import parse_args
+    from arguments import parse_args
 
     from peft_video.loading import BASELINES
 
