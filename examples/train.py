@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The loop: one optimizer step per `accumulate` window; logs, validation and checkpoints count optimizer steps.
     errors, losses, window, stopped = DataErrorSummary(), [], [], False
     started = time.time() - state.train_time_s
-    bar = tqdm(total=max_steps, initial=state.step, disable=args.disable_tqdm or not accelerator.is_main_process)
+    hide = args.disable_tqdm or not accelerator.is_main_process
+    bar = tqdm(total=max_steps, initial=state.step, desc=f"training {model_args.method}", disable=hide)
     model.train()
     while state.step < max_steps and not stopped:
         train_loader.set_epoch(state.epoch)  # data order: a function of data_seed and epoch

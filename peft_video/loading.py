@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ class DataSourceArguments:
 
         from .synthetic import WorldConfig, write_world
 
+        if not (Path(self.data_dir) / "manifest.jsonl").exists():
+            logging.getLogger(__name__).warning("writing the offline world to %s (first run only)", self.data_dir)
         with accelerator.main_process_first() if accelerator is not None else nullcontext():
             manifest = write_world(
                 self.data_dir, self.world_num_train, self.world_num_val, self.world_num_test,

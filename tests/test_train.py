@@ -332,3 +332,43 @@ def test_base_model_id_names_the_hub_base_in_config_and_card_never_the_local_fol
     train.main(argv_for(assets, tmp_path / "without") + ["--max_steps", "1", "--eval_steps", "1"])
     card = (tmp_path / "without" / "README.md").read_text()
     assert "base_model:" not in card and str(assets.clip) not in card
+
+
+def test_training_fields_take_transformers_names_where_transformers_has_the_option(train):
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    theirs = {f.name for f in dataclasses.fields(TrainingArguments)}
+    ours = {f.name for f in dataclasses.fields(train.TrainArguments)}
+    # Ours alone: `overwrite_output_dir` and `logging_dir` are transformers 4's names (5 dropped them), the others have
+    # no TrainingArguments counterpart (`eval_before_training` is the zero-shot baseline, not `eval_on_start`).
+    specific = {"overwrite_output_dir", "logging_dir", "eval_before_training", "dsl_temperature", "license"}
+    assert ours - theirs == specific | {"stop_after_steps"}
+
+
+def test_selection_metric_names_are_checked_before_training_and_read_after():
+    from peft_video.evaluation import check_metric_name, greater_is_better, metric_value
+
+    for name in (
+        "text_to_video/R@1",
+        "video_to_text/MnR",
+        "subsets/order/text_to_video/R@5",
+        "twin_accuracy/accuracy",
+    ):
+        check_metric_name(name, columns=["order", "pair"], subset_columns=["order"], twin_column="pair")
+    for name, match in [
+        ("text_to_video/R@3", "must look like"),
+        ("test/R@1", "must look like"),
+        ("subsets/mood/text_to_video/R@1", r"needs 'mood' in subset_columns"),
+        ("twin_accuracy/accuracy", "needs a twin_column"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            check_metric_name(name, subset_columns=["order"])
+    with pytest.raises(ValueError, match=r"needs the column 'order' \(subset_columns\); the split has \['video'\]"):
+        check_metric_name("subsets/order/text_to_video/R@1", columns=["video"], subset_columns=["order"])
+    metrics = {"text_to_video": {"R@1": 40.0, "MnR": 3.5}, "twin_accuracy": {"accuracy": 75.0}}
+    assert metric_value(metrics, "twin_accuracy/accuracy") == 75.0
+    with pytest.raises(KeyError, match="video_to_text/R@1"):
+        metric_value(metrics, "video_to_text/R@1")
+    assert greater_is_better("text_to_video/R@1") and not greater_is_better("subsets/x/video_to_text/MnR")
