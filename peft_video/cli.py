@@ -9,7 +9,8 @@
     peft-video search indexes/test "a red circle moves from left to right" -k 10 [--json] [--gallery hits.png]
 
 The only module of the library that parses arguments; everything it does is available as functions in
-`peft_video.data`.
+`peft_video.data`. Keep `build_parser` light (the library's modules are imported by the handlers): the console script,
+`peft_video_launcher`, builds it without importing the library to answer `--help` and `--version` at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from peft_video.data.defaults import DEFAULT_NUM_FRAMES, FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES
+
 
 def _sampling_arguments(parser: argparse.ArgumentParser, num_frames: int) -> None:
     group = parser.add_argument_group("frame sampling (or take it from --adapter-config)")
@@ -29,10 +32,10 @@ def _sampling_arguments(parser: argparse.ArgumentParser, num_frames: int) -> Non
     group.add_argument(
         "--num-frames", type=int, default=None, help=f"frames per video (default {num_frames}, the library's default)"
     )
-    group.add_argument("--frame-sampling", choices=("segments", "chunked_segments", "fps"), default=None)
+    group.add_argument("--frame-sampling", choices=FRAME_SAMPLING_STRATEGIES, default=None)
     group.add_argument("--sampling-fps", type=float, default=None)
     group.add_argument("--frame-chunk-size", type=int, default=None)
-    group.add_argument("--short-video-policy", choices=("pad", "repeat"), default=None)
+    group.add_argument("--short-video-policy", choices=SHORT_VIDEO_POLICIES, default=None)
 
 
 def _sampling(args: argparse.Namespace):
@@ -281,10 +284,10 @@ def _search_commands(commands) -> None:
     index.add_argument("--adapter", default=None, help="adapter folder or Hub id (default: zero-shot --base-model)")
     index.add_argument("--base-model", default=None, help="base CLIPModel (default: the adapter config's)")
     index.add_argument("--num-frames", type=int, default=None, help="zero-shot: frames per video (default 12)")
-    index.add_argument("--frame-sampling", choices=("segments", "chunked_segments", "fps"), default=None)
+    index.add_argument("--frame-sampling", choices=FRAME_SAMPLING_STRATEGIES, default=None)
     index.add_argument("--sampling-fps", type=float, default=None)
     index.add_argument("--frame-chunk-size", type=int, default=None)
-    index.add_argument("--short-video-policy", choices=("pad", "repeat"), default=None)
+    index.add_argument("--short-video-policy", choices=SHORT_VIDEO_POLICIES, default=None)
     index.add_argument("--split", default=None, help="only rows of this manifest split")
     index.add_argument("--factory", default="auto", help="FAISS index: auto (exact, IVF above 100k), Flat, or a "
                        "faiss.index_factory string such as IVF4096,Flat or HNSW32,Flat")  # fmt: skip
@@ -323,9 +326,8 @@ def _search_commands(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="peft-video", description="Video data tools for peft_video.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    from peft_video.data.sampling import DEFAULT_NUM_FRAMES
 
     validate = commands.add_parser("validate", help="decode every video with a timeout and name unreadable files")
     _common_arguments(validate, timeout=30.0)
@@ -382,8 +384,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("peft-video")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `peft-video` console script; returns the exit status."""
+    """Runs a `peft-video` command line (the console script is `peft_video_launcher.main`); returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

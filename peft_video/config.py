@@ -7,12 +7,10 @@ from typing import Any
 
 from peft import PeftConfig
 
-from .data.sampling import DEFAULT_NUM_FRAMES
+from .data.defaults import DEFAULT_NUM_FRAMES, FRAME_SAMPLING_STRATEGIES
 
 VIDEO_TASK_TYPE = "VIDEO_TEXT_RETRIEVAL"
 """The peft task type of every peft_video config; it routes peft to `PeftModelForVideoTextRetrieval`."""
-
-FRAME_SAMPLING_STRATEGIES = ("segments", "chunked_segments", "fps")
 
 
 @dataclass

@@ -13,7 +13,7 @@ Typical use (the training script builds this from an adapter config):
 
 from .cache import FrameCache, build_frame_cache, default_cache_dir
 from .collate import VideoTextCollator
-from .dataset import DataErrorSummary, FailedSample, VideoTextDataset
+from .dataset import DataErrorSummary, FailedSample, VideoTextDataset, VideoTextSample
 from .decoding import (
     DecodedVideo,
     DecordReader,
@@ -46,6 +46,7 @@ from .sampling import (
     FrameSampling,
     sample_frame_indices,
 )
+from .seeding import EpochSeededDataset
 from .transforms import ClipFrameTransform
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "DecodedVideo",
     "DecoderCrashedError",
     "DecordReader",
+    "EpochSeededDataset",
     "FRAME_SAMPLING_STRATEGIES",
     "FailedSample",
     "FrameCache",
@@ -75,6 +77,7 @@ __all__ = [
     "VideoReader",
     "VideoTextCollator",
     "VideoTextDataset",
+    "VideoTextSample",
     "available_backends",
     "build_frame_cache",
     "conflicting_video_ids",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,31 @@ class FailedSample:
     video: str
     reason: str
     index: int = -1
+
+
+class VideoTextSample(Mapping):
+    """One loaded (video, caption) pair: a read-only mapping of `pixel_values`, `video_mask`, `video_id`, `caption`,
+    `video` and `frame_indices`.
+
+    A sample, not a `dict` of columns, on purpose: `transformers.Trainer` removes from every dict sample the keys that
+    the model's forward does not name, and for a PeftModel it reads the *base* CLIPModel's forward, which names
+    neither `video_mask` nor `caption`. Trainer leaves other samples to the collator whole.
+    """
+
+    def __init__(self, fields: Mapping[str, Any]):
+        self._fields = dict(fields)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"VideoTextSample(video={self._fields.get('video')!r}, caption={self._fields.get('caption')!r})"
 
 
 @dataclass
@@ -203,7 +228,7 @@ class VideoTextDataset(torch.utils.data.Dataset):
         seed = int(torch.randint(0, 2**62, (1,)).item()) if self.train else None
         return self._decoder.decode(path, self.sampling, train=self.train, seed=seed)
 
-    def load(self, index: int) -> dict[str, Any]:
+    def load(self, index: int) -> VideoTextSample:
         """The item at `index`; raises `VideoDecodeError` naming the file when it cannot be loaded."""
         path = self._videos[index]
         caption = self._captions[index]
@@ -214,24 +239,26 @@ class VideoTextDataset(torch.utils.data.Dataset):
         if warning is not None and path not in self._warned_partial:
             self._warned_partial.add(path)
             logger.warning("%s", warning)
-        return {
-            "pixel_values": self.transform.video_pixel_values(video.frames, video.mask, self.normalize),
-            "video_mask": video.mask,
-            "video_id": self._video_ids[index],
-            "caption": caption,
-            "video": path,
-            "frame_indices": video.indices,
-            "partial": None
-            if warning is None
-            else {
+        return VideoTextSample(
+            {
+                "pixel_values": self.transform.video_pixel_values(video.frames, video.mask, self.normalize),
+                "video_mask": video.mask,
+                "video_id": self._video_ids[index],
+                "caption": caption,
                 "video": path,
-                "decoded_frames": video.metadata.num_frames,
-                "announced_frames": video.metadata.announced_frames,
-            },
-            "duration": video.metadata.duration,
-        }
+                "frame_indices": video.indices,
+                "partial": None
+                if warning is None
+                else {
+                    "video": path,
+                    "decoded_frames": video.metadata.num_frames,
+                    "announced_frames": video.metadata.announced_frames,
+                },
+                "duration": video.metadata.duration,
+            }
+        )
 
-    def __getitem__(self, index: int) -> dict[str, Any] | FailedSample:
+    def __getitem__(self, index: int) -> VideoTextSample | FailedSample:
         try:
             return self.load(index)
         except VideoDecodeError as err:

@@ -23,11 +23,7 @@ from typing import Any
 
 import torch
 
-DEFAULT_NUM_FRAMES = 12
-"""The library's one default frame count (T): adapter configs, `FrameSampling`, and the `peft-video` commands."""
-
-FRAME_SAMPLING_STRATEGIES = ("segments", "chunked_segments", "fps")
-SHORT_VIDEO_POLICIES = ("repeat", "pad")
+from .defaults import DEFAULT_NUM_FRAMES, FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES
 
 
 @dataclass(frozen=True)
