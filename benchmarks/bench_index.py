@@ -31,9 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from video_fixtures import write_video  # noqa: E402
+from peft_video.testing import write_video
 
 DIM = 512
 
