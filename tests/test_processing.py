@@ -10,7 +10,7 @@ import shutil
 import datasets
 import pytest
 import torch
-from train_fixtures import load_script, write_tiny_clip
+from train_fixtures import write_tiny_clip
 from video_fixtures import write_random_bytes, write_video, write_zero_byte
 
 from peft_video.data import (
@@ -23,6 +23,7 @@ from peft_video.data import (
     load_manifest,
     write_manifest,
 )
+from peft_video.loading import load_frame_transform
 from peft_video.processing import VideoTextProcessor
 
 TRANSFORM = ClipFrameTransform(shortest_edge=32, crop_size=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
@@ -154,12 +155,11 @@ def test_from_adapter_reproduces_the_training_script(tiny, videos, tmp_path):
     from transformers import AutoTokenizer
 
     clip_dir, adapter = tiny
-    train = load_script("train")
     processor = VideoTextProcessor.from_pretrained(adapter)
     config = PeftConfig.from_pretrained(adapter)
     assert processor.sampling == FrameSampling.from_config(config, image_size=32)
     assert processor.sampling.frame_sampling == "chunked_segments" and processor.sampling.num_frames == 6
-    assert processor.transform == train.frame_transform(str(clip_dir), 32)
+    assert processor.transform == load_frame_transform(str(clip_dir), 32)  # what train.py uses
     assert processor.transform.mean == (0.5, 0.4, 0.3)  # read from the base model's preprocessor_config.json
     assert processor.max_text_length == 12
     tokenizer = AutoTokenizer.from_pretrained(clip_dir)
