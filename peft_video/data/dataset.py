@@ -195,13 +195,8 @@ class VideoTextDataset(torch.utils.data.Dataset):
         if not isinstance(caption, str) or not caption.strip():
             raise VideoDecodeError(path, f"empty caption at row {index}")
         video = self._decode(path)
-        pixel_values = self.transform.resize_and_crop(video.frames)
-        if self.normalize:
-            pixel_values = self.transform.normalize(pixel_values)
-        if not video.mask.all():
-            pixel_values[~video.mask] = 0  # padded slots stay exact zeros after normalisation
         return {
-            "pixel_values": pixel_values,
+            "pixel_values": clip_pixel_values(video, self.transform, self.normalize),
             "video_mask": video.mask,
             "video_id": self._video_ids[index],
             "caption": caption,
@@ -217,6 +212,17 @@ class VideoTextDataset(torch.utils.data.Dataset):
                 raise
             logger.warning("skipping sample %d: %s: %s", index, err.path, err.reason)
             return FailedSample(err.path, err.reason, index)
+
+
+def clip_pixel_values(video: DecodedVideo, transform: ClipFrameTransform, normalize: bool = True) -> torch.Tensor:
+    """A decoded clip as the model's `pixel_values` [T, 3, H, W]: resized and cropped, normalised unless
+    `normalize=False` (then uint8), padded frames exact zeros."""
+    pixel_values = transform.resize_and_crop(video.frames)
+    if normalize:
+        pixel_values = transform.normalize(pixel_values)
+    if not video.mask.all():
+        pixel_values[~video.mask] = 0  # padded slots stay exact zeros after normalisation
+    return pixel_values
 
 
 def _open_cache(cache: Any, sampling: FrameSampling):
