@@ -396,7 +396,7 @@ def sample_from_record(
     if video_column not in record:
         return _row(key, shard, video_id=video_id, error=f"no column {video_column!r}")
     data, path = _video_value(record[video_column])
-    captions = _as_captions(record.get(caption_column))
+    captions = _as_captions(record[caption_column] if caption_column in record else _lookup(record, caption_column))
     if data is None and path is None:
         return _row(key, shard, captions=captions, video_id=video_id, error=f"no video in column {video_column!r}")
     if not captions:
@@ -490,6 +490,9 @@ def dataset_samples(
 ):
     """Raw samples from any `datasets` dataset whose video column holds `Video(decode=False)` values, bytes or paths.
 
+    `caption_column` holds a string or a list of strings, or names a field inside a struct column with a dot (e.g.
+    `"json.captions"` for `load_dataset("webdataset")` rows).
+
     A decoding `Video` column is switched to `decode=False` (datasets would decode it with torchcodec). A map-style
     `Dataset` is streamed with `to_iterable_dataset(num_shards)` (its rows are read lazily from the Arrow files, never
     all in memory). Errors name `shard_column`'s value (e.g. `__url__` of `load_dataset("webdataset")`) or `name`,
@@ -499,7 +502,7 @@ def dataset_samples(
 
     if video_column not in (dataset.column_names or []):
         raise ValueError(f"dataset has no column {video_column!r}; columns: {dataset.column_names}")
-    if caption_column not in dataset.column_names:
+    if caption_column.split(".")[0] not in dataset.column_names:
         raise ValueError(f"dataset has no column {caption_column!r}; columns: {dataset.column_names}")
     feature = (dataset.features or {}).get(video_column)
     if isinstance(feature, datasets.Video) and feature.decode:
@@ -520,3 +523,35 @@ def dataset_samples(
         )
 
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names, features=sample_features())
+
+
+# ------------------------------------------------------------------------------------------ shards.json (the writer's)
+
+
+def _join(location: str, name: str) -> str:
+    return f"{location.rstrip('/')}/{name}" if "://" in location else os.path.join(location, name)
+
+
+def shard_index(location: str | os.PathLike) -> dict[str, Any]:
+    """The `shards.json` that `peft-video shard` wrote in `location` (a folder, or its URL)."""
+    from .shard_writer import INDEX_FILE, INDEX_FORMAT
+
+    location = str(location)
+    with _open(_join(location, INDEX_FILE)) as handle:
+        index = json.loads(handle.read().decode("utf-8"))
+    if index.get("format_name") != INDEX_FORMAT:
+        raise ValueError(f"{_join(location, INDEX_FILE)} is not a peft-video shard index")
+    return index
+
+
+def open_shards(location: str | os.PathLike, **options: Any):
+    """Raw samples of the shards `peft-video shard` wrote in `location` (a folder or its URL, e.g.
+    `https://host/data/train` or `hf://datasets/user/name/train`), read as its `shards.json` says. `options` go to
+    `webdataset_samples` or `parquet_samples`."""
+    index = shard_index(location)
+    urls = [_join(str(location), shard["name"]) for shard in index["shards"]]
+    if not urls:
+        raise ValueError(f"{location}: the shard index lists no shards")
+    if index["format"] == "webdataset":
+        return webdataset_samples(urls, **{"caption_field": index["caption_field"], **options})
+    return parquet_samples(urls, **{"caption_column": index["caption_field"], **options})
