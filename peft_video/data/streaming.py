@@ -26,7 +26,7 @@ and restores them): no sample is repeated or skipped relative to the batches the
 the job resumes with the same shards, `world_size`, `num_workers`, `shuffle_buffer` and seed. The stream position is
 `datasets`' own (shard index, sample index in that shard): a resumed worker re-reads its current shard from the start
 up to its position (bytes only, no decoding). Frame positions (training jitter) and the caption picked among several
-are drawn from (seed, epoch, sample), so a resumed run sees the same frames and captions too.
+are drawn from (seed, epoch, sample key), so a resumed run sees the same frames and captions too.
 
 Captions: every item carries all of its video's `captions`; `caption` is one of them, drawn per epoch when training
 (`caption_choice="random"`: each epoch may pair the video with a different caption, as X-Pool trains on MSR-VTT) or
@@ -201,7 +201,7 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
     def state_dict(self) -> dict[str, Any]:
         """Where this worker's stream stands after the last item it yielded (for `StatefulDataLoader`)."""
         if self._state is None:
-            return {"version": STATE_VERSION, "epoch": self.epoch, "stream": None, "window": 0, "emitted": 0}
+            return self._make_state(self.epoch, None, 0, 0)
         return dict(self._state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -218,9 +218,14 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
     # ------------------------------------------------------------------------------------------------- iteration
 
     def __iter__(self) -> Iterator[dict[str, Any] | FailedSample]:
+        # Take the loaded state now, not at the first item: a StatefulDataLoader restored at the end of an epoch
+        # creates the iterator but never advances it, and the next epoch must not inherit the old state.
+        resume, self._resume = self._resume, None
+        return self._iterate(resume)
+
+    def _iterate(self, resume: dict[str, Any] | None) -> Iterator[dict[str, Any] | FailedSample]:
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        resume, self._resume = self._resume, None
         if resume is not None:
             self.set_epoch(resume["epoch"])
         epoch = self.epoch
@@ -277,7 +282,7 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
         if row.get("error"):
             raise VideoDecodeError(name, row["error"])
         captions = list(row["captions"])
-        seed = stable_seed(self.seed, epoch, row["shard"], row["key"])
+        seed = stable_seed(self.seed, epoch, row["key"])  # not the shard URL: a moved copy draws the same
         caption = captions[0]
         if self.caption_choice == "random" and len(captions) > 1:
             caption = captions[int(np.random.default_rng(seed).integers(len(captions)))]
