@@ -70,12 +70,26 @@ def test_each_sample_once_per_epoch_across_workers_and_bad_samples_named(shards)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=VideoTextCollator())
     summary = DataErrorSummary()
     seen = Counter()
-    for batch in summary.track(loader):
+    errors = {}
+    for batch in loader:
+        summary.record(batch["errors"])
+        errors.update({error["key"]: error for error in batch["errors"]})
+        if not batch["batch_size"]:
+            continue
         assert batch["pixel_values"].shape == (batch["batch_size"], 3, 3, 32, 32)
         assert batch["video_mask"].all()
+        assert [key == video_id for key, video_id in zip(batch["key"], batch["video_id"])] == [True] * len(
+            batch["key"]
+        )
+        assert all(isinstance(captions, list) and captions for captions in batch["captions"])
         seen.update(batch["video_id"])
     assert seen == Counter(ALL + ["fine"])
     bad = str(shards[1])
+    # a failed sample keeps its captions: an evaluation counts them as misses
+    assert {k: (e["shard"], e["video_id"], e["captions"]) for k, e in errors.items()} == {
+        "not_video": (bad, "not_video", ["noise"]),
+        "no_caption": (bad, "no_caption", []),
+    }
     assert set(summary.failures) == {f"{bad}#not_video", f"{bad}#no_caption"}
     assert summary.failures[f"{bad}#no_caption"].startswith("no caption")
     assert "could not open it" in summary.failures[f"{bad}#not_video"]
@@ -134,10 +148,12 @@ def test_resume_continues_exactly_where_the_loader_stopped(shards, workers):
     assert sorted(sum(_epoch(fresh, 3, workers), [])) == sorted(sum(full, []))
 
 
-def test_resume_refuses_a_different_shuffle_buffer(shards):
+def test_resume_refuses_a_differently_configured_dataset(shards):
     state = _dataset(shards).state_dict()
-    with pytest.raises(ValueError, match="shuffle_buffer=4"):
+    with pytest.raises(ValueError, match=r"shuffle_buffer=4 \(now 8\)"):
         _dataset(shards, shuffle_buffer=8).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"rank=0 \(now 1\), world_size=1 \(now 2\)"):
+        _dataset(shards, rank=1, world_size=2).load_state_dict(state)
 
 
 def test_a_killed_run_resumes_without_repeating_or_skipping(shards, tmp_path):

@@ -126,10 +126,10 @@ def _start_child(conn):
 
 
 PIPE_BYTES_LIMIT = 8 * 2**20
-"""Videos in memory up to this size go to the helper through the pipe; larger ones through a temporary file. Measured
-round trips (1 / 10 / 100 MiB): pipe 1.5 / 23 / 458 ms, temporary file 1.5 / 11 / 113 ms (pickling and the pipe's
-small chunks make the pipe superlinear); a decode of 12 frames takes ~100 ms, so below a few MiB the pipe costs
-little and leaves no file behind."""
+"""Videos in memory up to this size go to the helper through the pipe; larger ones through a temporary file. The pipe
+(pickling, small chunks) grows faster than linearly with the size while a file in the page cache does not; around a
+megabyte the two cost the same, a few percent of a decode (`benchmarks/bench_data.py` measures both), and the pipe
+leaves no file behind."""
 
 
 class IsolatedDecoder:

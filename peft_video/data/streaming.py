@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -59,6 +60,25 @@ logger = logging.getLogger(__name__)
 
 CAPTION_CHOICES = ("random", "first")
 STATE_VERSION = 1
+RESUME_INVARIANTS = ("shuffle_buffer", "seed", "rank", "world_size")
+"""What a resumed dataset must share with the one that saved the state (the shard list and DataLoader worker count
+too, which the state cannot check: the stream position is an index into this process' shards)."""
+
+
+@dataclass(frozen=True)
+class FailedStreamSample(FailedSample):
+    """A `FailedSample` from a stream: `video` is `<shard>#<key>`; it also keeps the sample's `video_id` and
+    `captions` (an evaluation counts the captions of a video that failed as misses instead of dropping them)."""
+
+    key: str = ""
+    shard: str = ""
+    video_id: str = ""
+    captions: tuple[str, ...] = ()
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Extra fields for the collator's `batch["errors"]` entries."""
+        return {"key": self.key, "shard": self.shard, "video_id": self.video_id, "captions": list(self.captions)}
 
 
 def stable_seed(*parts: Any) -> int:
@@ -208,11 +228,13 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
         """Resume from `state_dict()` at the next iteration: the state's epoch, then the items not yet yielded."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown streaming state version {state.get('version')!r}; expected {STATE_VERSION}")
-        if state.get("shuffle_buffer", self.shuffle_buffer) != self.shuffle_buffer:
-            raise ValueError(
-                f"the state was saved with shuffle_buffer={state['shuffle_buffer']}, this dataset has "
-                f"{self.shuffle_buffer}: resuming would repeat or skip samples"
+        saved = {name: state.get(name) for name in RESUME_INVARIANTS}
+        current = {name: getattr(self, name) for name in RESUME_INVARIANTS}
+        if saved != current:
+            differ = ", ".join(
+                f"{n}={saved[n]} (now {current[n]})" for n in RESUME_INVARIANTS if saved[n] != current[n]
             )
+            raise ValueError(f"the state was saved with {differ}: resuming would repeat or skip samples")
         self._resume = dict(state)
 
     # ------------------------------------------------------------------------------------------------- iteration
@@ -262,7 +284,7 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
             "stream": stream,
             "window": window,
             "emitted": emitted,
-            "shuffle_buffer": self.shuffle_buffer,
+            **{name: getattr(self, name) for name in RESUME_INVARIANTS},
         }
 
     def _item(self, row: dict[str, Any], epoch: int) -> dict[str, Any] | FailedSample:
@@ -273,7 +295,9 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
             if self.on_error == "raise":
                 raise
             logger.warning("skipping sample %s: %s", err.path, err.reason)
-            return FailedSample(err.path or name, err.reason)
+            video_id = row.get("video_id") or row["key"]
+            captions = tuple(row.get("captions") or ())
+            return FailedStreamSample(err.path or name, err.reason, -1, row["key"], row["shard"], video_id, captions)
 
     def load(self, row: dict[str, Any], epoch: int | None = None) -> dict[str, Any]:
         """Decode one raw sample; raises `VideoDecodeError` named `<shard>#<key>` when it cannot be loaded."""
