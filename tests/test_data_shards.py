@@ -314,3 +314,34 @@ def test_sizes_parse():
     assert parse_size(7) == 7 and parse_size("1.5 KB") == 1500
     with pytest.raises(ValueError, match="cannot read size"):
         parse_size("lots")
+
+
+def test_video2dataset_output_layouts_are_read(files, tmp_path):
+    # video2dataset's writers (data_writer.py): a tar of {key}.mp4, {key}.txt (the caption, "" when missing) and
+    # {key}.json (the input row's other columns, indented, no caption), keys like 000010005; its Parquet output has
+    # columns key, mp4 (binary), txt and the metadata.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = {"url": "https://example.com/a.mp4", "status": "success", "error_message": None, "duration": 1.0}
+    samples = [
+        {
+            "__key__": "000010000",
+            "mp4": files["v0"][0],
+            "txt": b"a dog runs",
+            "json": json.dumps(meta, indent=4).encode(),
+        },
+        {"__key__": "000010001", "mp4": files["v1"][0], "txt": b"", "json": json.dumps(meta, indent=4).encode()},
+    ]
+    rows = list(webdataset_samples(str(write_tar(tmp_path / "00001.tar", samples))))
+    assert (rows[0]["key"], rows[0]["captions"], rows[0]["error"]) == ("000010000", ["a dog runs"], None)
+    assert rows[0]["video"] == files["v0"][0] and rows[0]["video_id"] == "000010000"
+    assert rows[1]["error"].startswith("no caption")
+    table = pa.table(
+        {"key": ["000020000"], "mp4": [files["v2"][0]], "txt": ["a cat sleeps"], "url": ["https://example.com/b"]}
+    )
+    pq.write_table(table, tmp_path / "00002.parquet")
+    (row,) = list(parquet_samples(str(tmp_path / "00002.parquet"), video_column="mp4", caption_column="txt"))
+    assert (row["key"], row["captions"], row["video"], row["error"]) == (
+        "000020000", ["a cat sleeps"], files["v2"][0], None,
+    )  # fmt: skip
