@@ -28,6 +28,7 @@ parsing is here. A `load_dataset("webdataset", ...)` stream with explicit `featu
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -509,20 +510,21 @@ def dataset_samples(
         dataset = dataset.cast_column(video_column, datasets.Video(decode=False))
     if isinstance(dataset, datasets.Dataset):
         dataset = dataset.to_iterable_dataset(num_shards=max(1, min(num_shards, len(dataset))))
-
-    def convert(record: dict[str, Any], index: int) -> dict[str, Any]:
-        shard = str(record.get(shard_column) or name) if shard_column else name
-        return sample_from_record(
-            record,
-            shard,
-            f"row{index}",
-            video_column=video_column,
-            caption_column=caption_column,
-            key_column=key_column,
-            video_id_column=video_id_column,
-        )
-
+    convert = functools.partial(  # a module-level function: DataLoader workers started by "spawn" pickle it
+        _convert_record,
+        shard_column=shard_column,
+        name=name,
+        video_column=video_column,
+        caption_column=caption_column,
+        key_column=key_column,
+        video_id_column=video_id_column,
+    )
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names, features=sample_features())
+
+
+def _convert_record(record: dict[str, Any], index: int, *, shard_column: str | None, name: str, **columns: Any):
+    shard = str(record.get(shard_column) or name) if shard_column else name
+    return sample_from_record(record, shard, f"row{index}", **columns)
 
 
 # ------------------------------------------------------------------------------------------ shards.json (the writer's)
