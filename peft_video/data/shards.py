@@ -497,7 +497,8 @@ def dataset_samples(
     A decoding `Video` column is switched to `decode=False` (datasets would decode it with torchcodec). A map-style
     `Dataset` is streamed with `to_iterable_dataset(num_shards)` (its rows are read lazily from the Arrow files, never
     all in memory). Errors name `shard_column`'s value (e.g. `__url__` of `load_dataset("webdataset")`) or `name`,
-    and `key_column`'s value (e.g. `__key__`) or the row number within this process' stream.
+    and `key_column`'s value (e.g. `__key__`) or the row number in the reading worker's stream (pass a key column
+    for names that stay stable).
     """
     import datasets
 
