@@ -125,11 +125,12 @@ def _start_child(conn):
     return process
 
 
-PIPE_BYTES_LIMIT = 8 * 2**20
+PIPE_BYTES_LIMIT = 2 * 2**20
 """Videos in memory up to this size go to the helper through the pipe; larger ones through a temporary file. The pipe
-(pickling, small chunks) grows faster than linearly with the size while a file in the page cache does not; around a
-megabyte the two cost the same, a few percent of a decode (`benchmarks/bench_data.py` measures both), and the pipe
-leaves no file behind."""
+(pickling, small chunks) grows faster than linearly with the size while a file in the page cache does not: measured
+here, 1 MiB costs a millisecond or two either way, 10 MiB about 15-40 ms by pipe and 3-10 ms by file, against ~100 ms
+to decode 12 frames (`benchmarks/bench_data.py` reports both). Small clips take the pipe, which leaves no file behind
+if this process is killed."""
 
 
 class IsolatedDecoder:
