@@ -309,6 +309,11 @@ def test_cli_writes_one_folder_per_split_or_the_chosen_split(manifest, tmp_path)
     assert code == 0 and len(shard_index(tmp_path / "t")["shards"]) == 2
 
 
+def test_open_shards_without_an_index_says_how_to_read_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no shards.json in .*webdataset_samples\("):
+        open_shards(tmp_path)
+
+
 def test_sizes_parse():
     assert parse_size("512MB") == 512 * 10**6 and parse_size("1GiB") == 2**30 and parse_size("100k") == 102400
     assert parse_size(7) == 7 and parse_size("1.5 KB") == 1500

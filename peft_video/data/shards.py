@@ -540,8 +540,14 @@ def shard_index(location: str | os.PathLike) -> dict[str, Any]:
     from .shard_writer import INDEX_FILE, INDEX_FORMAT
 
     location = str(location)
-    with _open(_join(location, INDEX_FILE)) as handle:
-        index = json.loads(handle.read().decode("utf-8"))
+    try:
+        with _open(_join(location, INDEX_FILE)) as handle:
+            index = json.loads(handle.read().decode("utf-8"))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"no {INDEX_FILE} in {location} (`peft-video shard` writes one); read other shards with "
+            f"webdataset_samples('{location}/*.tar') or parquet_samples('{location}/*.parquet')"
+        ) from err
     if index.get("format_name") != INDEX_FORMAT:
         raise ValueError(f"{_join(location, INDEX_FILE)} is not a peft-video shard index")
     return index
