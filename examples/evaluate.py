@@ -27,7 +27,7 @@ from typing import Any
 from accelerate import Accelerator
 from arguments import EvalArguments, parse_args
 
-from peft_video.data import FrameSampling
+from peft_video.data import DEFAULT_NUM_FRAMES, FrameSampling
 from peft_video.evaluation import RetrievalEvaluator, summary_line
 from peft_video.loading import (
     load_frame_transform,
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if config is not None and args.num_frames is not None and args.num_frames > config.num_frames:
         raise ValueError(f"--num_frames {args.num_frames} exceeds the adapter's num_frames {config.num_frames}")
     frames = {"num_frames": args.num_frames} if args.num_frames else {}
-    sampling = FrameSampling.from_config(config or {"num_frames": 12}, image_size=image_size, **frames)
+    sampling = FrameSampling.from_config(config or {"num_frames": DEFAULT_NUM_FRAMES}, image_size=image_size, **frames)
     max_text_length = args.max_text_length or (config.max_text_length if config is not None else 32)
     evaluate = RetrievalEvaluator(
         sampling, load_frame_transform(loaded.base_model, image_size),
