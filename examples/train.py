@@ -22,7 +22,7 @@ import time
 import warnings
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,8 @@ class RunState:
     best_metric: float | None = None
     best_validation: dict | None = None
     zero_shot: dict | None = None
+    data_errors: dict | None = None  # of every process up to this state (DataErrorSummary.to_dict)
+    skipped_batches: dict[str, int] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -250,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # The loop: one optimizer step per `accumulate` window; logs, validation and checkpoints count optimizer steps.
     errors, skipped, losses, window, stopped = DataErrorSummary(), Counter(), [], [], False
+    earlier = (DataErrorSummary.from_dict(state.data_errors or {}), Counter(state.skipped_batches))  # before a resume
     started = time.time() - state.train_time_s
     hide = args.disable_tqdm or not accelerator.is_main_process
     bar = tqdm(total=max_steps, initial=state.step, desc=f"training {model_args.method}", disable=hide)
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     while state.step < max_steps and not stopped:
         for batch in epoch_batches(train_items, train_loader, state, accelerator, streamed, errors, skipped):
             if data_args.log_samples:
-                append_line(samples_log, {"step": state.step + 1, "video_id": batch["video_id"]})
+                append_line(samples_log, {"step": state.step + 1, "epoch": state.epoch, "video_id": batch["video_id"]})
             with accelerator.accumulate(model):
                 inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "video_mask")}
                 loss = model(**inputs, return_loss=True).loss
@@ -297,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 model.train()
             if state.step % save_steps == 0 or last:
                 state.train_time_s = time.time() - started
+                state.data_errors, state.skipped_batches = run_data_report(errors, skipped, earlier, as_dict=True)
                 save_checkpoint(accelerator, state, train_loader if streamed else None, args.save_total_limit)
             stopped = args.stop_after_steps is not None and state.step >= args.stop_after_steps
             if last or stopped:
@@ -304,8 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             state.epoch, state.batches_in_epoch = state.epoch + 1, 0
     bar.close()
-    errors = DataErrorSummary.merged(gather_object([errors]))  # every process's failures, not only this one's
-    skipped = sum(gather_object([skipped]), Counter())
+    errors, skipped = run_data_report(errors, skipped, earlier)
     if errors.count or errors.partial:
         accelerator.print(str(errors))
     if skipped:
@@ -621,6 +624,7 @@ def streaming_loader(
     dropped); `usable` skips a contrastive batch of one pair."""
     from torchdata.stateful_dataloader import StatefulDataLoader
 
+    warnings.filterwarnings("ignore", message="'set_vital' is deprecated")  # torchdata 0.11 on torch 2.13, harmless
     dataset = StreamingVideoTextDataset(
         samples, sampling, transform, train=True, shuffle_buffer=data_args.shuffle_buffer, seed=args.data_seed,
         rank=accelerator.process_index, world_size=accelerator.num_processes, backend=data_args.video_backend,
@@ -686,6 +690,14 @@ def usable(
         skipped["all_failed" if size == 0 else "single_pair"] += 1
         return False
     return True
+
+
+def run_data_report(errors: DataErrorSummary, skipped: Counter, earlier: tuple, as_dict: bool = False):
+    """The run's failed and partly decodable samples and skipped batches: every process's (a collective: all call
+    it), plus what the run reported before it was resumed (`earlier`, from the checkpoint)."""
+    errors = DataErrorSummary.merged([earlier[0], *gather_object([errors])])
+    skipped = sum(gather_object([skipped]), Counter(earlier[1]))
+    return (errors.to_dict(), dict(skipped)) if as_dict else (errors, skipped)
 
 
 def rows_of(data) -> int | None:

@@ -117,6 +117,17 @@ class DataErrorSummary:
                 total.partial.setdefault(video, frames)
         return total
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataErrorSummary:
+        """The summary `to_dict` wrote (e.g. kept in a checkpoint, so that a resumed run reports what came before)."""
+        failures = dict(data.get("unreadable_videos", {}))
+        partial = {
+            video: (int(frames["decoded_frames"]), int(frames["announced_frames"]))
+            for video, frames in data.get("partly_decodable_videos", {}).items()
+        }
+        reasons = Counter(_reason_kind(reason) for reason in failures.values())
+        return cls(failures, int(data.get("failed_samples", 0)), reasons, partial)
+
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON data (metrics.json's `data_errors`): `failed_samples`, `unreadable_videos` (video ->
         reason) and `partly_decodable_videos` (video -> decoded and announced frames), videos sorted by name."""
