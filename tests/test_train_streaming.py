@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import EXAMPLES, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import EXAMPLES, REPO, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
 
 from peft_video.cli import main as cli_main
 
@@ -99,6 +99,17 @@ def test_streamed_evaluation_counts_each_video_once_with_the_manifest_numbers(ev
         for key, value in expected["metrics"][direction].items():
             assert streamed["metrics"][direction][key] == pytest.approx(value, abs=1e-6), (source, direction, key)
     assert streamed["video_to_text_protocol"] == "collaborative_experts"
+
+
+def test_the_streamed_demo_config_runs_a_few_steps(train, assets, tmp_path):
+    out = tmp_path / "demo"
+    argv = ["--config", str(REPO / "examples" / "configs" / "demo_tfvl_shards.yaml"), "--output_dir", str(out)]
+    argv += ["--shards", str(assets.root / "webdataset"), "--max_steps", "2", "--eval_steps", "2", "--num_frames", "4"]
+    argv += ["--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true"]
+    metrics = train.main(argv)
+    assert (
+        metrics["steps"] == 2 and metrics["dataset"] == "webdataset" and (out / "adapter_model.safetensors").is_file()
+    )
 
 
 @pytest.mark.parametrize(
