@@ -2,10 +2,12 @@
 
     accelerate launch examples/train.py --config examples/configs/demo_tfvl.yaml [--field value ...]
     accelerate launch examples/train.py examples/configs/demo_tfvl.yaml          # the file alone, as in transformers
+    accelerate launch examples/train.py --config examples/configs/demo_tfvl_shards.yaml  # streamed from shards
 
-`main` reads top to bottom: check every argument before anything is loaded or deleted; load the splits, the base
-model and the method; evaluate the zero-shot baseline; train (Accelerate: mixed precision, gradient accumulation,
-`save_state` checkpoints that `--resume_from_checkpoint last` continues exactly); keep the adapter of the best
+`main` reads top to bottom: check every argument before anything is loaded or deleted; load the splits (manifest
+rows, or streams of shards that each process reads its own part of), the base model and the method; evaluate the
+zero-shot baseline; train (Accelerate: mixed precision, gradient accumulation, `save_state` checkpoints, sealed with
+each file's size and hash, that `--resume_from_checkpoint last` continues exactly); keep the adapter of the best
 validation step (the test split never selects); evaluate it once on test; save it with its model card and
 metrics.json, and push it. The fields are in `arguments.py` (names of `transformers.TrainingArguments` where it has
 one) and examples/README.md.
@@ -513,15 +515,16 @@ def save_checkpoint(accelerator: Accelerator, state: RunState, stream_loader, ke
 
 
 def rotate_checkpoints(checkpoints: Path, keep: int | None) -> None:
-    """Keep the newest `keep` complete checkpoints (None: all). Done after the new one is sealed, not before it is
-    written as Accelerate's `total_limit` does: a run killed while saving still has its previous checkpoint."""
-    if keep is None:
+    """Keep the newest `keep` complete checkpoints (None or <= 0: all, as transformers' `rotate_checkpoints`). Done
+    after the new one is sealed, as transformers does, not before it is written as Accelerate's `total_limit` does: a
+    run killed while saving still has its previous checkpoint."""
+    if keep is None or keep <= 0:
         return
     folders = checkpoint_folders(checkpoints.parent)
     complete = [p for p in folders if (p / SEAL_FILE).is_file()]
     newest = int(complete[-1].name.split("_")[-1]) if complete else -1
     leftovers = [p for p in folders if p not in complete and int(p.name.split("_")[-1]) < newest]
-    for folder in complete[: -max(1, keep)] + leftovers:
+    for folder in complete[:-keep] + leftovers:
         shutil.rmtree(folder)
 
 
