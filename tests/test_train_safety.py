@@ -119,13 +119,19 @@ def uninterrupted(train, assets):
     return out
 
 
-@pytest.fixture
-def stopped(train, assets, tmp_path):
+@pytest.fixture(scope="module")
+def stopped_run(train, assets):
     """A run stopped after step 3 of 4 (checkpoints 2 and 3 kept): a killed run, ready to resume."""
-    out = tmp_path / "stopped"
+    out = assets.root / "stopped"
     assert train.main(argv_for(assets, out) + RUN + ["--stop_after_steps", "3"]) == {"stopped_at": 3}
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint_2", "checkpoint_3"]
     return out
+
+
+@pytest.fixture
+def stopped(stopped_run, tmp_path):
+    """A copy of the stopped run's output folder, for one test to damage."""
+    return Path(shutil.copytree(stopped_run, tmp_path / "stopped"))
 
 
 def truncate(path: Path) -> None:
