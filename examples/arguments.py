@@ -22,6 +22,7 @@ import yaml
 from accelerate.tracking import get_available_trackers
 from transformers import HfArgumentParser
 
+from peft_video.data.defaults import DEFAULT_NUM_FRAMES
 from peft_video.evaluation import greater_is_better
 from peft_video.loading import DataSourceArguments
 
@@ -55,16 +56,24 @@ class DataArguments(DataSourceArguments):
     train_split: str = arg("train", "Manifest split used for training.")
     validation_split: str = arg("val", "Split used for model selection.")
     test_split: str = arg("test", "Split evaluated once, with the selected model.")
-    num_frames: int = arg(12, "Frames per video fed to the model (adapter num_frames).")
+    num_frames: int = arg(DEFAULT_NUM_FRAMES, "Frames per video fed to the model (adapter num_frames).")
     train_num_frames: int | None = arg(None, "Fewer frames in training only (Prompt Switch: 6, then 12).")
     max_text_length: int = arg(32, "Caption length in tokens (SOT and EOT included).")
     max_train_samples: int | None = arg(None, "Keep only the first N training rows.")
     max_eval_samples: int | None = arg(None, "Keep only the first N eval rows.")
     on_error: str = arg("skip", "Unreadable video: skip (logged, counted) or raise.")
     frame_cache: str | None = arg(None, "A peft_video frame cache folder to read from.")
+    shuffle_buffer: int = arg(
+        256, "Streamed training data: shard order permuted per epoch, samples in windows of this many (0: in order)."
+    )
+    log_samples: bool = arg(
+        False, "Write the video ids of every training batch to output_dir/samples/rank<process>.jsonl (data order)."
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
         if self.on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be skip or raise, got {self.on_error!r}")
         if self.validation_split == self.test_split:
@@ -174,7 +183,8 @@ class EvalArguments(DataSourceArguments):
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer; default: the base model's."})
     num_frames: int | None = field(
-        default=None, metadata={"help": "Frames per video; default: the adapter's (12 without an adapter)."}
+        default=None,
+        metadata={"help": f"Frames per video; default: the adapter's ({DEFAULT_NUM_FRAMES} without an adapter)."},
     )
     max_text_length: int | None = field(
         default=None, metadata={"help": "Caption length in tokens; default: the adapter's (32 without one)."}

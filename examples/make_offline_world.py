@@ -13,6 +13,7 @@ import argparse
 import time
 from collections import Counter
 
+from peft_video.data.defaults import DEFAULT_NUM_FRAMES
 from peft_video.synthetic import WorldConfig, read_manifest, write_world
 
 
@@ -22,7 +23,7 @@ def main(argv=None) -> None:
     parser.add_argument("--num_train", type=int, default=512)
     parser.add_argument("--num_val", type=int, default=128)
     parser.add_argument("--num_test", type=int, default=256)
-    parser.add_argument("--num_frames", type=int, default=12)
+    parser.add_argument("--num_frames", type=int, default=DEFAULT_NUM_FRAMES)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--fps", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)

@@ -49,16 +49,23 @@ class RetrievalEvaluator:
     tie_policy: str = "pessimistic"
     dsl_temperature: float | None = None
     progress: bool = False
+    video_to_text_protocol: str = "collaborative_experts"
 
     def __call__(self, model: nn.Module, data: Any, accelerator: Any = None) -> dict[str, Any]:
-        encoded = encode_split(
+        """Metrics of `model` on `data`: a caption-per-row `datasets.Dataset`, or a streamed `datasets.IterableDataset`
+        of raw samples (`peft_video.data.shards`), each video of which one process encodes (`encode_stream`)."""
+        import datasets
+
+        encode = encode_stream if isinstance(data, datasets.IterableDataset) else encode_split
+        encoded = encode(
             model, data, sampling=self.sampling, transform=self.transform, tokenizer=self.tokenizer,
             max_text_length=self.max_text_length, batch_size=self.batch_size, num_workers=self.num_workers,
             accelerator=accelerator, backend=self.backend, decode_timeout=self.decode_timeout, progress=self.progress,
         )  # fmt: skip
         return split_metrics(
-            encoded, data, subset_columns=self.subset_columns, twin_column=self.twin_column,
+            encoded, encoded.get("rows", data), subset_columns=self.subset_columns, twin_column=self.twin_column,
             tie_policy=self.tie_policy, dsl_temperature=self.dsl_temperature,
+            video_to_text_protocol=self.video_to_text_protocol,
         )  # fmt: skip
 
 
@@ -133,10 +140,21 @@ class _IndexedVideos(torch.utils.data.Dataset):
         item = self.dataset[index]
         if isinstance(item, FailedSample):
             return {"index": index, "valid": False, "video": item.video, "reason": item.reason}
-        return {"index": index, "valid": True, "pixel_values": item["pixel_values"], "video_mask": item["video_mask"]}
+        return {
+            "index": index, "valid": True, "pixel_values": item["pixel_values"], "video_mask": item["video_mask"],
+            "partial": item.get("partial"),
+        }  # fmt: skip
 
 
 def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
+    reports = {
+        "errors": [{"video": i["video"], "reason": i["reason"]} for i in items if not i["valid"]],
+        "partial_videos": [i["partial"] for i in items if i.get("partial")],
+    }
+    return {**_stack_videos(items), **reports}
+
+
+def _stack_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
     template = next((i for i in items if i["valid"]), None)
     pixel_values, masks = [], []
     for item in items:
@@ -198,7 +216,7 @@ def encode_split(
     `caption_to_video` [N], `video_valid` [V] (False for videos that could not be decoded), the `VideoIndex`, and
     `video_counts` / `text_counts`: how often each index was gathered (a RuntimeError is raised unless all are 1).
     """
-    from .data import VideoTextCollator, VideoTextDataset, first_caption_per_video, unique_videos
+    from .data import DataErrorSummary, VideoTextCollator, VideoTextDataset, first_caption_per_video, unique_videos
 
     index = unique_videos(data)
     video_rows = first_caption_per_video(data)
@@ -212,24 +230,19 @@ def encode_split(
         videos, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate_videos
     )
     collator = VideoTextCollator(tokenizer, max_text_length=max_text_length)
-
-    def collate_text(items):
-        return {"index": torch.tensor([i for i, _ in items]), **collator.tokenize([c for _, c in items])}
-
-    text_loader = torch.utils.data.DataLoader(
-        _Captions(list(data["caption"])), batch_size=max(batch_size, 64), shuffle=False, collate_fn=collate_text
-    )
     if accelerator is not None:
         # not `accelerator.prepare`: that would register the loaders for checkpointing on every evaluation
-        video_loader, text_loader = (_shard(loader, accelerator) for loader in (video_loader, text_loader))
+        video_loader = _shard(video_loader, accelerator)
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     network = _unwrap(model, accelerator)
     was_training = network.training
     network.eval()
     show = progress and (accelerator is None or accelerator.is_main_process)
 
+    errors = DataErrorSummary()
     video_parts, video_indices, video_valid = [], [], []
     for batch in _progress(video_loader, "encoding videos", show):
+        errors.record_batch(batch)
         valid = batch["valid"].to(device)
         if "pixel_values" in batch:
             with _autocast(accelerator):
@@ -245,22 +258,14 @@ def encode_split(
         video_indices.append(indices.cpu())
         video_valid.append(valid.cpu().bool())
 
-    text_parts, text_indices = [], []
-    for batch in _progress(text_loader, "encoding captions", show):
-        with _autocast(accelerator):
-            embeds = network.get_text_features(
-                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-            ).pooler_output
-        embeds = F.normalize(embeds.float(), dim=-1)
-        embeds, indices = _gather(accelerator, (embeds, batch["index"].to(device)))
-        text_parts.append(embeds.cpu())
-        text_indices.append(indices.cpu())
+    text_embeds, text_counts = _encode_captions(
+        network, list(data["caption"]), collator, batch_size, accelerator, device, show
+    )
     network.train(was_training)
 
-    video_index_all, text_index_all = torch.cat(video_indices), torch.cat(text_indices)
-    num_videos, num_texts = len(index.video_ids), len(data)
+    video_index_all = torch.cat(video_indices)
+    num_videos = len(index.video_ids)
     video_counts = torch.bincount(video_index_all, minlength=num_videos)
-    text_counts = torch.bincount(text_index_all, minlength=num_texts)
     if not (video_counts == 1).all() or not (text_counts == 1).all():
         raise RuntimeError(
             "sharded evaluation did not see every sample exactly once: videos counted "
@@ -270,8 +275,6 @@ def encode_split(
     video_embeds[video_index_all] = torch.cat(video_parts)
     valid_all = torch.zeros(num_videos, dtype=torch.bool)
     valid_all[video_index_all] = torch.cat(video_valid)
-    text_embeds = torch.zeros(num_texts, text_parts[0].shape[1])
-    text_embeds[text_index_all] = torch.cat(text_parts)
     return {
         "video_embeds": video_embeds,
         "text_embeds": text_embeds,
@@ -280,6 +283,137 @@ def encode_split(
         "index": index,
         "video_counts": video_counts,
         "text_counts": text_counts,
+        "errors": _gather_errors(errors, accelerator),
+    }
+
+
+def _encode_captions(network, captions, collator, batch_size, accelerator, device, show):
+    """Normalised embeddings [N, P] (CPU, in caption order) of `captions`, sharded over the processes, and how often
+    each caption was gathered (all 1 when the sharding is right)."""
+
+    def collate_text(items):
+        return {"index": torch.tensor([i for i, _ in items]), **collator.tokenize([c for _, c in items])}
+
+    loader = torch.utils.data.DataLoader(
+        _Captions(captions), batch_size=max(batch_size, 64), shuffle=False, collate_fn=collate_text
+    )
+    if accelerator is not None:
+        loader = _shard(loader, accelerator)
+    parts, indices = [], []
+    for batch in _progress(loader, "encoding captions", show):
+        with _autocast(accelerator):
+            embeds = network.get_text_features(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).pooler_output
+        embeds, index = _gather(accelerator, (F.normalize(embeds.float(), dim=-1), batch["index"].to(device)))
+        parts.append(embeds.cpu())
+        indices.append(index.cpu())
+    index_all = torch.cat(indices)
+    text_embeds = torch.zeros(len(captions), parts[0].shape[1])
+    text_embeds[index_all] = torch.cat(parts)
+    return text_embeds, torch.bincount(index_all, minlength=len(captions))
+
+
+def _gather_errors(errors: Any, accelerator: Any):
+    """Every process's unreadable and partly decodable videos in one summary, each video counted once (an evaluation
+    reads each video once; `gather_for_metrics`' padding may repeat one on another process)."""
+    from accelerate.utils import gather_object
+
+    from .data import DataErrorSummary
+
+    merged = DataErrorSummary.merged(gather_object([errors]) if accelerator is not None else [errors])
+    merged.count = len(merged.failures)
+    return merged
+
+
+@torch.no_grad()
+def encode_stream(
+    model: nn.Module,
+    samples: Any,
+    *,
+    sampling: Any,
+    transform: Any,
+    tokenizer: Any,
+    max_text_length: int,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    accelerator: Any = None,
+    backend: str = "auto",
+    decode_timeout: float | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """`encode_split` for a streamed split: `samples` is a `datasets.IterableDataset` of raw samples (one per video,
+    with all its captions; `peft_video.data.shards`). Each process reads its own shards (`StreamingVideoTextDataset`
+    with the process' rank: each video is read by exactly one process), embeds its videos, and the (video id,
+    captions, embedding) triples of all processes are gathered; a video id met twice (a caption-per-row source) is one
+    video with the captions of both. Captions are then encoded sharded, as in `encode_split`. A failed video keeps its
+    captions (they count as misses, as a failed file does in `encode_split`). Also returns `rows`: the split as a
+    caption-per-row `datasets.Dataset` (`video_id`, `caption`), ordered by video id, the order of the embeddings."""
+    import datasets
+    from accelerate.utils import gather_object
+
+    from .data import DataErrorSummary, StreamingVideoTextDataset, VideoIndex, VideoTextCollator
+
+    rank, world_size = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    videos = StreamingVideoTextDataset(
+        samples, sampling, transform, train=False, shuffle_buffer=0, rank=rank, world_size=world_size,
+        backend=backend, on_error="skip", decode_timeout=decode_timeout,
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        videos, batch_size=batch_size, num_workers=num_workers, collate_fn=VideoTextCollator()
+    )
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    network = _unwrap(model, accelerator)
+    was_training = network.training
+    network.eval()
+    show = progress and (accelerator is None or accelerator.is_main_process)
+    errors, found = DataErrorSummary(), []
+    for batch in _progress(loader, "encoding videos", show):
+        errors.record_batch(batch)
+        for error in batch["errors"]:  # a failed video keeps its id and captions
+            video_id, captions = error.get("video_id") or error["video"], list(error.get("captions", ()))
+            found.append((video_id, error["video"], captions, None))
+        if not batch["batch_size"]:
+            continue
+        with _autocast(accelerator):
+            embeds = network.get_video_features(
+                pixel_values=batch["pixel_values"].to(device), video_mask=batch["video_mask"].to(device)
+            ).pooler_output
+        embeds = F.normalize(embeds.float(), dim=-1).cpu()
+        found += list(zip(batch["video_id"], batch["video"], batch["captions"], embeds))
+    if accelerator is not None and accelerator.num_processes > 1:
+        found = gather_object(found)
+    videos_by_id: dict[str, dict[str, Any]] = {}
+    for video_id, name, captions, embedding in sorted(found, key=lambda entry: (str(entry[0]), entry[1])):
+        video = videos_by_id.setdefault(str(video_id), {"name": name, "captions": [], "embedding": None})
+        video["captions"] += captions
+        if video["embedding"] is None:
+            video["embedding"] = embedding
+    if not any(video["embedding"] is not None for video in videos_by_id.values()):
+        raise ValueError(f"no video of the streamed split could be decoded ({len(videos_by_id)} read): {errors}")
+    ids = sorted(videos_by_id)
+    dim = next(v["embedding"] for v in videos_by_id.values() if v["embedding"] is not None).shape[0]
+    video_embeds = torch.stack([
+        videos_by_id[i]["embedding"] if videos_by_id[i]["embedding"] is not None else torch.zeros(dim) for i in ids
+    ])  # fmt: skip
+    caption_to_video = [k for k, i in enumerate(ids) for _ in videos_by_id[i]["captions"]]
+    captions = [c for i in ids for c in videos_by_id[i]["captions"]]
+    collator = VideoTextCollator(tokenizer, max_text_length=max_text_length)
+    text_embeds, text_counts = _encode_captions(network, captions, collator, batch_size, accelerator, device, show)
+    network.train(was_training)
+    if not (text_counts == 1).all():
+        raise RuntimeError(f"sharded caption encoding counted captions {sorted(set(text_counts.tolist()))} times")
+    per_video = [[] for _ in ids]
+    for row, video in enumerate(caption_to_video):
+        per_video[video].append(row)
+    return {
+        "video_embeds": video_embeds,
+        "text_embeds": text_embeds,
+        "caption_to_video": torch.tensor(caption_to_video, dtype=torch.long),
+        "video_valid": torch.tensor([videos_by_id[i]["embedding"] is not None for i in ids]),
+        "index": VideoIndex(ids, [videos_by_id[i]["name"] for i in ids], caption_to_video, per_video),
+        "errors": _gather_errors(errors, accelerator),
+        "rows": datasets.Dataset.from_dict({"video_id": [ids[v] for v in caption_to_video], "caption": captions}),
     }
 
 
@@ -293,6 +427,7 @@ def retrieval_metrics_from_embeddings(
     ks: Sequence[int] = DEFAULT_KS,
     tie_policy: str = "pessimistic",
     dsl_temperature: float | None = None,
+    video_to_text_protocol: str = "collaborative_experts",
 ) -> dict[str, Any]:
     """`compute_retrieval_metrics` on cosine similarities of normalised embeddings. Videos marked invalid (not
     decodable) are dropped with their captions; `video_subset` [V] bool restricts the gallery to a subset (videos
@@ -312,8 +447,9 @@ def retrieval_metrics_from_embeddings(
     caption_kept = caption_video >= 0
     similarity = text_embeds[caption_kept] @ video_embeds[kept].t()
     result = compute_retrieval_metrics(
-        similarity, caption_video[caption_kept], ks=ks, tie_policy=tie_policy, dsl_temperature=dsl_temperature
-    )
+        similarity, caption_video[caption_kept], ks=ks, tie_policy=tie_policy, dsl_temperature=dsl_temperature,
+        video_to_text_protocol=video_to_text_protocol,
+    )  # fmt: skip
     result.update(
         num_videos=int(kept.numel()),
         num_captions=int(caption_kept.sum()),
@@ -331,20 +467,22 @@ def split_metrics(
     ks: Sequence[int] = DEFAULT_KS,
     tie_policy: str = "pessimistic",
     dsl_temperature: float | None = None,
+    video_to_text_protocol: str = "collaborative_experts",
 ) -> dict[str, Any]:
     """Metrics of an `encode_split` result; for each boolean column of `data` in `subset_columns`, the same metrics
     on the sub-gallery of rows where it is true, under `subsets[column]` (e.g. the offline world's
     `is_order_sensitive` pairs). With `twin_column` (rows sharing a value there show twin videos, e.g. the offline
     world's `order_pair_id`: a video and its exact reverse), `twin_accuracy`: how often a caption scores its own video
-    above its twin (`peft_video.metrics.twin_accuracy`; mean pooling over frames is at 50 %)."""
+    above its twin (`peft_video.metrics.twin_accuracy`; mean pooling over frames is at 50 %). `data_errors`: the
+    split's unreadable and partly decodable videos, by name (`DataErrorSummary.to_dict`)."""
+    protocol = {"ks": ks, "tie_policy": tie_policy, "video_to_text_protocol": video_to_text_protocol}
     result = retrieval_metrics_from_embeddings(
         encoded["text_embeds"],
         encoded["video_embeds"],
         encoded["caption_to_video"],
         video_valid=encoded["video_valid"],
-        ks=ks,
-        tie_policy=tie_policy,
         dsl_temperature=dsl_temperature,
+        **protocol,
     )
     subsets = {}
     for column in subset_columns:
@@ -361,13 +499,14 @@ def split_metrics(
             encoded["caption_to_video"],
             video_valid=encoded["video_valid"],
             video_subset=videos,
-            ks=ks,
-            tie_policy=tie_policy,
+            **protocol,
         )
     if subsets:
         result["subsets"] = subsets
     if twin_column is not None and twin_column in data.column_names:
         result["twin_accuracy"] = _twin_accuracy(encoded, data[twin_column])
+    if "errors" in encoded:
+        result["data_errors"] = encoded["errors"].to_dict()
     return result
 
 

@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-DATASETS = ("offline_world", "manifest")
+from .data.defaults import DEFAULT_NUM_FRAMES
+
+DATASETS = ("offline_world", "manifest", "shards", "hub")
+STREAMED_DATASETS = ("shards", "hub")
+"""Sources read as streams (`datasets.IterableDataset`s of raw samples, `peft_video.data.shards`): no length, no random
+access; `examples/train.py` trains on them by `max_steps` and evaluates each video once (docs/shards.md)."""
+VIDEO_TO_TEXT_PROTOCOL_SETTINGS = ("auto", "collaborative_experts", "clip4clip")
 BASELINES: dict[str, str] = {
     "zero_shot": "frozen CLIP, mean of the frame embeddings (evaluation only)",
     "full_finetune": "every CLIP weight trained, mean of the frame embeddings (CLIP4Clip-meanP)",
@@ -27,9 +33,42 @@ class DataSourceArguments:
 
     dataset: str = dataclasses.field(
         default="offline_world",
-        metadata={"help": f"One of {DATASETS}: the synthetic world (generated if missing) or a manifest file."},
+        metadata={
+            "help": f"One of {DATASETS}: the synthetic world (generated if missing), a manifest file, streamed "
+            "WebDataset/Parquet shards (`shards`), or a `datasets` dataset streamed with load_dataset (`hub`)."
+        },
     )
     manifest: str | None = dataclasses.field(default=None, metadata={"help": "dataset=manifest: CSV/TSV/JSONL path."})
+    shards: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "dataset=shards: where each split's shards are: a folder or URL with one folder per split, each "
+            "with the shards.json of `peft-video shard` (data/shards -> data/shards/train, ...), or a pattern where "
+            "{split} stands for the split name (data/{split}/shard-{00000..00063}.tar, s3://bucket/{split}/*.parquet)."
+        },
+    )
+    hub_dataset: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "dataset=hub: a Hub dataset id or folder, read with load_dataset(..., streaming=True)."},
+    )
+    hub_config: str | None = dataclasses.field(default=None, metadata={"help": "dataset=hub: its configuration name."})
+    caption_field: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Streamed sources: where the caption(s) are. WebDataset: auto, txt, txt:lines or json:FIELD; "
+            "Parquet and hub: a column of strings or lists of strings. Default: shards.json's, else auto "
+            "(WebDataset), captions (Parquet), caption (hub)."
+        },
+    )
+    video_column: str = dataclasses.field(
+        default="video", metadata={"help": "Parquet and hub: the column of video bytes (or Video(decode=False))."}
+    )
+    key_column: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Parquet and hub: the column naming each video uniquely (Parquet default: key; required for hub)."
+        },
+    )
     dataset_name: str | None = dataclasses.field(
         default=None,
         metadata={
@@ -43,7 +82,9 @@ class DataSourceArguments:
     world_num_train: int = dataclasses.field(default=512, metadata={"help": "offline_world: training videos."})
     world_num_val: int = dataclasses.field(default=128, metadata={"help": "offline_world: validation videos."})
     world_num_test: int = dataclasses.field(default=256, metadata={"help": "offline_world: test videos."})
-    world_num_frames: int = dataclasses.field(default=12, metadata={"help": "offline_world: frames per video."})
+    world_num_frames: int = dataclasses.field(
+        default=DEFAULT_NUM_FRAMES, metadata={"help": "offline_world: frames per video."}
+    )
     world_seed: int = dataclasses.field(default=0, metadata={"help": "offline_world: generator seed."})
     video_backend: str = dataclasses.field(default="auto", metadata={"help": "auto, decord, pyav or torchcodec."})
     decode_timeout: float = dataclasses.field(
@@ -58,16 +99,48 @@ class DataSourceArguments:
         default="order_pair_id",
         metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
     )
+    video_to_text_protocol: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "video->text protocol (docs/metrics.md): collaborative_experts (a video's best caption among all "
+            "captions) or clip4clip (its caption set among videos); auto: the one papers report on the public "
+            "benchmark the data comes from (manifest column `benchmark`, or dataset_name), else collaborative_experts."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; known datasets: {list(DATASETS)}")
         if self.dataset == "manifest" and not self.manifest:
             raise ValueError("dataset=manifest needs manifest=<path to a CSV/TSV/JSONL manifest>")
+        if self.dataset == "shards" and not self.shards:
+            raise ValueError(
+                "dataset=shards needs shards=<a folder or URL with one shard folder per split, or a pattern with "
+                "{split}>"
+            )
+        if self.dataset == "hub" and not (self.hub_dataset and self.key_column):
+            raise ValueError(
+                "dataset=hub needs hub_dataset=<Hub id or folder> and key_column=<the column that names each video "
+                "uniquely> (evaluation counts each video once by it)"
+            )
+        if self.video_to_text_protocol not in VIDEO_TO_TEXT_PROTOCOL_SETTINGS:
+            raise ValueError(
+                f"video_to_text_protocol must be one of {VIDEO_TO_TEXT_PROTOCOL_SETTINGS}, "
+                f"got {self.video_to_text_protocol!r}"
+            )
 
-    def prepare(self, accelerator: Any = None) -> tuple[Path, str]:
-        """The manifest to read and the data's name; writes the offline world first when it is missing (on the main
-        process, the others waiting)."""
+    @property
+    def streamed(self) -> bool:
+        """Whether the splits are read as streams (`STREAMED_DATASETS`) rather than manifest rows."""
+        return self.dataset in STREAMED_DATASETS
+
+    def prepare(self, accelerator: Any = None) -> tuple[Path | str, str]:
+        """The manifest to read (or, for a streamed source, its location) and the data's name; writes the offline
+        world first when it is missing (on the main process, the others waiting)."""
+        if self.dataset == "shards":
+            return self.shards, self.dataset_name or _location_name(self.shards)
+        if self.dataset == "hub":
+            return self.hub_dataset, self.dataset_name or self.hub_dataset
         if self.dataset == "manifest":
             if not Path(self.manifest).is_file():
                 raise FileNotFoundError(f"manifest not found: {self.manifest}")
@@ -84,6 +157,105 @@ class DataSourceArguments:
                 config=WorldConfig(num_frames=self.world_num_frames, seed=self.world_seed),
             )  # fmt: skip
         return Path(manifest), self.dataset_name or "peft_video offline world"
+
+    def load_split(self, source: Path | str, split: str, role: str, limit: int | None = None):
+        """One split: manifest rows (`load_split`) or, for a streamed source, its raw samples (`open_stream`)."""
+        if not self.streamed:
+            return load_split(source, split, role, limit)
+        if limit is not None:
+            raise ValueError(
+                f"a row limit for the {role} split (max_train_samples / max_eval_samples) needs random access; a "
+                "streamed source has none: write fewer shards (peft-video shard --split) or point at fewer of them"
+            )
+        return self.open_stream(split, role)
+
+    def open_stream(self, split: str, role: str):
+        """The raw samples of `split` as a streamed `datasets.IterableDataset` (`peft_video.data.shards`); an error
+        names the role, the split and where it was looked for."""
+        if self.dataset == "hub":
+            return self._open_hub_split(split, role)
+        from .data import open_shards, parquet_samples, webdataset_samples
+
+        location = self.shards.replace("{split}", split) if "{split}" in self.shards else _join(self.shards, split)
+        kind = _shard_kind(location)
+        try:
+            if kind == "webdataset":
+                return webdataset_samples(location, caption_field=self.caption_field or "auto")
+            if kind == "parquet":
+                columns = {"caption_column": self.caption_field or "captions", "video_column": self.video_column}
+                return parquet_samples(location, key_column=self.key_column or "key", **columns)
+            return open_shards(location, **self._index_overrides(location))
+        except (FileNotFoundError, ValueError) as err:
+            raise type(err)(f"{role} split {split!r}: no shards at {location}: {err}") from err
+
+    def _index_overrides(self, location: str) -> dict[str, Any]:
+        """Reader options that override what a shards.json says (only those the user set)."""
+        from .data import shard_index
+
+        options: dict[str, Any] = {}
+        webdataset = shard_index(location)["format"] == "webdataset"
+        if self.caption_field:
+            options["caption_field" if webdataset else "caption_column"] = self.caption_field
+        if not webdataset and self.video_column != "video":
+            options["video_column"] = self.video_column
+        if not webdataset and self.key_column:
+            options["key_column"] = self.key_column
+        return options
+
+    def _open_hub_split(self, split: str, role: str):
+        import datasets
+
+        from .data import dataset_samples
+
+        try:
+            data = datasets.load_dataset(self.hub_dataset, self.hub_config, split=split, streaming=True)
+        except (FileNotFoundError, ValueError) as err:
+            raise ValueError(f"{role} split {split!r} of {self.hub_dataset}: {err}") from err
+        if self.key_column not in (data.column_names or []):
+            raise ValueError(
+                f"{role} split {split!r} of {self.hub_dataset} has no key_column {self.key_column!r}; "
+                f"columns: {data.column_names}"
+            )
+        return dataset_samples(
+            data, video_column=self.video_column, caption_column=self.caption_field or "caption",
+            key_column=self.key_column, video_id_column=self.key_column, name=f"{self.hub_dataset}/{split}",
+        )  # fmt: skip
+
+
+def _join(location: str, name: str) -> str:
+    return f"{location.rstrip('/')}/{name}" if "://" in location else str(Path(location) / name)
+
+
+def _location_name(location: str) -> str:
+    return location.rstrip("/").split("{split}")[0].rstrip("/").rsplit("/", 1)[-1] or location
+
+
+def _shard_kind(location: str) -> str | None:
+    """webdataset / parquet for a shard file or pattern, None for a folder (read through its shards.json)."""
+    last = location.lower().rstrip("/").rsplit("/", 1)[-1]
+    return "webdataset" if ".tar" in last else "parquet" if ".parquet" in last else None
+
+
+def video_to_text_protocol(setting: str, dataset_name: str | None = None, data: Any = None) -> str:
+    """The video->text protocol an evaluation reports (`peft_video.metrics`): `setting` unless it is "auto"; then the
+    one papers report on the public benchmark the data comes from (`PUBLIC_DATASETS[name].video_to_text_protocol`),
+    named by the rows' `benchmark` column (written by `peft-video benchmark`) or by `dataset_name`; otherwise the
+    library's default, collaborative_experts."""
+    from .data import PUBLIC_DATASETS
+
+    if setting != "auto":
+        return setting  # checked by DataSourceArguments and by the metrics
+    names = []
+    if data is not None and "benchmark" in (getattr(data, "column_names", None) or []):
+        names = sorted({str(name) for name in data["benchmark"] if name})
+    if len(names) > 1:
+        raise ValueError(
+            f"the split mixes benchmarks {names}: their papers may report different video->text protocols; set "
+            "video_to_text_protocol"
+        )
+    name = names[0] if names else dataset_name
+    spec = PUBLIC_DATASETS.get(str(name).lower()) if name else None
+    return spec.video_to_text_protocol if spec is not None else "collaborative_experts"
 
 
 def load_split(manifest: str | Path, split: str, role: str, limit: int | None = None):
@@ -224,12 +396,13 @@ def load_trained_model(
 ) -> LoadedModel:
     """Load what `adapter_name_or_path` names: a peft_video adapter (folder or Hub id; its base model from its
     `adapter_config.json` unless `base_model` is given), a fine-tuned CLIPModel folder (`full_finetune` output), or,
-    with no adapter, `base_model`'s zero-shot baseline. Baselines take `num_frames` frames (default 12)."""
+    with no adapter, `base_model`'s zero-shot baseline. Baselines take `num_frames` frames (default
+    `DEFAULT_NUM_FRAMES`)."""
     from peft import PeftConfig, PeftModel
 
     from .baselines import MeanPoolingCLIP
 
-    frames = num_frames or 12
+    frames = num_frames or DEFAULT_NUM_FRAMES
     if adapter_name_or_path is None:
         if base_model is None:
             raise ValueError("give --adapter_name_or_path (an adapter) or --base_model (its zero-shot baseline)")

@@ -103,6 +103,43 @@ class DataErrorSummary:
         """Add what a collated batch reports: its `errors` and `partial_videos`."""
         self.record(batch.get("errors", ()), batch.get("partial_videos", ()))
 
+    @classmethod
+    def merged(cls, summaries: Iterable[DataErrorSummary]) -> DataErrorSummary:
+        """One summary of several (e.g. every process's, from `accelerate.utils.gather_object([summary])`): counts
+        added, each video named once with its first reason."""
+        total = cls()
+        for summary in summaries:
+            total.count += summary.count
+            total.reasons.update(summary.reasons)
+            for video, reason in summary.failures.items():
+                total.failures.setdefault(video, reason)
+            for video, frames in summary.partial.items():
+                total.partial.setdefault(video, frames)
+        return total
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataErrorSummary:
+        """The summary `to_dict` wrote (e.g. kept in a checkpoint, so that a resumed run reports what came before)."""
+        failures = dict(data.get("unreadable_videos", {}))
+        partial = {
+            video: (int(frames["decoded_frames"]), int(frames["announced_frames"]))
+            for video, frames in data.get("partly_decodable_videos", {}).items()
+        }
+        reasons = Counter(_reason_kind(reason) for reason in failures.values())
+        return cls(failures, int(data.get("failed_samples", 0)), reasons, partial)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON data (metrics.json's `data_errors`): `failed_samples`, `unreadable_videos` (video ->
+        reason) and `partly_decodable_videos` (video -> decoded and announced frames), videos sorted by name."""
+        return {
+            "failed_samples": self.count,
+            "unreadable_videos": dict(sorted(self.failures.items())),
+            "partly_decodable_videos": {
+                video: {"decoded_frames": decoded, "announced_frames": announced}
+                for video, (decoded, announced) in sorted(self.partial.items())
+            },
+        }
+
     def track(self, loader: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Yield the loader's batches, recording their errors and skipping batches whose samples all failed."""
         for batch in loader:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from peft.utils import PeftType
 
 from ...config import VideoAdapterConfig
+from ...data.defaults import DEFAULT_NUM_FRAMES
 
 FREQUENT_WORDS = (
     "in on of to about this that a an the and there here is are . , <|endoftext|> <|startoftext|>"
@@ -91,7 +92,9 @@ class PromptCubeConfig(VideoAdapterConfig):
             `peft_video.optimization.parameter_groups`).
     """
 
-    num_frames: int = field(default=12, metadata={"help": "Maximum frames per video (a multiple of num_prompts)."})
+    num_frames: int = field(
+        default=DEFAULT_NUM_FRAMES, metadata={"help": "Maximum frames per video (a multiple of num_prompts)."}
+    )
     frame_sampling: str = field(
         default="chunked_segments", metadata={"help": "Frame sampling; chunk-major segments by default."}
     )
