@@ -27,17 +27,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from video_fixtures import write_video  # noqa: E402
-
-from peft_video.data import (  # noqa: E402
-    FrameSampling,
-    VideoTextCollator,
-    VideoTextDataset,
-    build_frame_cache,
-    rows_to_dataset,
-)
+from peft_video.data import FrameSampling, VideoTextCollator, VideoTextDataset, build_frame_cache, rows_to_dataset
+from peft_video.testing import write_video
 
 
 def make_clips(directory: Path, count: int, seconds: int, fps: int, width: int, height: int) -> list[str]:

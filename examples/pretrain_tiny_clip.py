@@ -31,7 +31,7 @@ from peft_video.synthetic.tiny_clip import (
     frames_to_pixel_values,
     load_tiny_clip,
     still_frame_recall,
-    tiny_clip_config,
+    world_clip_config,
 )
 from peft_video.synthetic.tokenizer import build_tokenizer
 
@@ -81,7 +81,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 def train(args: argparse.Namespace) -> tuple[CLIPModel, float]:
     torch.manual_seed(args.seed)
     tokenizer = build_tokenizer()
-    model = CLIPModel(tiny_clip_config())
+    model = CLIPModel(world_clip_config())
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(

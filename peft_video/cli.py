@@ -1,18 +1,21 @@
-"""The `peft-video` command line: `validate`, `cache`, `preprocess` and `benchmark` for video datasets.
+"""The `peft-video` command line: `validate`, `cache`, `preprocess` and `benchmark` for video datasets; `index`,
+`search` and `app` to search videos with an adapter.
 
     peft-video validate data/train.csv --strict
     peft-video cache data/test.csv --adapter-config out/adapter_config.json
     peft-video preprocess data/train.csv --out data/small --fps 6 --short-side 256
     peft-video benchmark msrvtt --split test_1k --annotations msrvtt/anns --videos msrvtt/videos --out test.csv
+    peft-video index data/test.csv --adapter outputs/demo_tfvl --out indexes/test
+    peft-video search indexes/test "a red circle moves from left to right" -k 10 [--json] [--gallery hits.png]
 
 The only module of the library that parses arguments; everything it does is available as functions in
-`peft_video.data`.
+`peft_video.data`. Keep `build_parser` light (the library's modules are imported by the handlers): the console script,
+`peft_video_launcher`, builds it without importing the library to answer `--help` and `--version` at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -20,21 +23,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from peft_video.data.defaults import DEFAULT_NUM_FRAMES, FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES
+
 
 def _sampling_arguments(parser: argparse.ArgumentParser, num_frames: int) -> None:
     group = parser.add_argument_group("frame sampling (or take it from --adapter-config)")
     group.add_argument("--adapter-config", type=Path, help="adapter_config.json whose sampling fields to use")
-    group.add_argument("--num-frames", type=int, default=None, help=f"frames per video (default {num_frames})")
-    group.add_argument("--frame-sampling", choices=("segments", "chunked_segments", "fps"), default=None)
+    group.add_argument(
+        "--num-frames", type=int, default=None, help=f"frames per video (default {num_frames}, the library's default)"
+    )
+    group.add_argument("--frame-sampling", choices=FRAME_SAMPLING_STRATEGIES, default=None)
     group.add_argument("--sampling-fps", type=float, default=None)
     group.add_argument("--frame-chunk-size", type=int, default=None)
-    group.add_argument("--short-video-policy", choices=("pad", "repeat"), default=None)
+    group.add_argument("--short-video-policy", choices=SHORT_VIDEO_POLICIES, default=None)
 
 
-def _sampling(args: argparse.Namespace, num_frames: int):
+def _sampling(args: argparse.Namespace):
     from peft_video.data import FrameSampling
 
-    values: dict[str, Any] = {"num_frames": num_frames}
+    values: dict[str, Any] = {}
     if args.adapter_config is not None:
         config = json.loads(args.adapter_config.read_text())
         values = {
@@ -71,11 +78,12 @@ def _validate(args: argparse.Namespace) -> int:
     data = load_manifest(args.manifest, split=args.split)
     report = validate_dataset(
         data,
-        _sampling(args, 8),
+        _sampling(args),
         jobs=args.jobs,
         timeout=args.timeout,
         backend=args.backend,
         progress=not args.no_progress,
+        strict=args.strict,
     )
     print(report.summary())
     if args.report is not None:
@@ -92,7 +100,9 @@ def _cache(args: argparse.Namespace) -> int:
 
     data = load_manifest(args.manifest, split=args.split)
     out = args.out or default_cache_dir(args.manifest)
-    sampling = _sampling(args, 12)
+    sampling = _sampling(args)
+    # The summary below names every partly decodable file; the library's per-file log warnings would repeat it.
+    logging.getLogger("peft_video.data.cache").setLevel(logging.ERROR)
     cache = build_frame_cache(
         data["video"],
         out,
@@ -102,13 +112,18 @@ def _cache(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         backend=args.backend,
         progress=not args.no_progress,
+        partial="raise" if args.strict else "keep",
     )
     size = os.path.getsize(Path(out) / "frames.u8")
     summary = cache.summary()
     print(
         f"frame cache at {out}: {summary['ok']} videos cached, {summary['failed']} failed, "
-        f"{size / 2**20:.1f} MiB, sampling {sampling.to_dict()}, short side {args.short_side}"
+        f"{summary['partial']} partly decodable (kept as shorter videos), {size / 2**20:.1f} MiB, "
+        f"sampling {sampling.to_dict()}, "
+        f"short side {args.short_side}"
     )
+    for warning in cache.partial_videos().values():
+        print(f"PARTIAL {warning}")
     for video, entry in cache.entries.items():
         if entry.status != "ok":
             print(f"FAILED {video}: {entry.reason}")
@@ -116,66 +131,36 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from peft_video.data import load_manifest, write_manifest
-    from peft_video.data.errors import VideoDecodeError
-    from peft_video.data.isolation import IsolatedCall, run_many
-    from peft_video.data.preprocess import reencode_video
+    from peft_video.data import load_manifest
+    from peft_video.data.preprocess import RECORD_FILE, preprocess_dataset
 
     data = load_manifest(args.manifest, split=args.split)
-    base = args.manifest.parent.resolve()
     out_dir: Path = args.out.resolve()
-    videos = list(dict.fromkeys(data["video"]))
-
-    def destination(video: str) -> str:
-        try:
-            relative = Path(video).resolve().relative_to(base)
-        except ValueError:  # outside the manifest's folder: keep the name, prefixed to stay unique
-            digest = hashlib.sha1(video.encode()).hexdigest()[:8]
-            relative = Path("external") / f"{digest}_{Path(video).name}"
-        return str((out_dir / relative).with_suffix(".mp4"))
-
-    parameters = {"fps": args.fps, "short_side": args.short_side, "codec": args.codec, "crf": args.crf}
-    results: dict[str, Any] = {}
-    failures: dict[str, str] = {}
-
-    def work(decoder, video):
-        call = IsolatedCall(
-            video, reencode_video, (video, destination(video), args.fps, args.short_side, args.codec, args.crf)
-        )
-        return decoder.call(call)
-
-    with tqdm(total=len(videos), desc="re-encoding", unit="video", disable=args.no_progress) as bar:
-        for index, result in run_many(videos, work, jobs=args.jobs, timeout=args.timeout, backend=args.backend):
-            if isinstance(result, VideoDecodeError):
-                failures[videos[index]] = result.reason
-            else:
-                results[videos[index]] = result
-            bar.update(1)
-    rows = []
-    for row in data:
-        if row["video"] in results:
-            rows.append({**row, "video": results[row["video"]]["output"]})
-    manifest_out = out_dir / args.manifest.name
-    if rows:
-        write_manifest(rows, manifest_out)
-    record = {
-        "source_manifest": str(args.manifest.resolve()),
-        "manifest": str(manifest_out),
-        "parameters": parameters,
-        "videos": list(results.values()),
-        "failed": failures,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "preprocess.json").write_text(json.dumps(record, indent=1))
-    print(
-        f"re-encoded {len(results)} videos into {out_dir} ({parameters}); manifest {manifest_out}; "
-        f"parameters recorded in {out_dir / 'preprocess.json'}"
+    report = preprocess_dataset(
+        data,
+        args.manifest,
+        out_dir,
+        fps=args.fps,
+        short_side=args.short_side,
+        codec=args.codec,
+        crf=args.crf,
+        strict=args.strict,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        backend=args.backend,
+        progress=not args.no_progress,
     )
-    for video, reason in failures.items():
+    manifest_out = out_dir / args.manifest.name
+    print(
+        f"re-encoded {len(report.videos)} videos ({len(report.partial)} partly decodable, kept as shorter videos) "
+        f"into {out_dir} ({report.parameters}); manifest {manifest_out if report.rows else '(none: no video done)'}; "
+        f"record in {out_dir / RECORD_FILE}"
+    )
+    for warning in report.partial.values():
+        print(f"PARTIAL {warning}")
+    for video, reason in report.failed.items():
         print(f"FAILED {video}: {reason}")
-    return 1 if args.strict and failures else 0
+    return 1 if args.strict and report.failed else 0
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -190,34 +175,196 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index(args: argparse.Namespace) -> int:
+    from peft_video.search import build_index, rebuild_faiss
+
+    if args.rebuild_faiss:
+        info = rebuild_faiss(args.out, args.factory, args.search_params)
+        print(f"rebuilt {args.out / info['faiss_file']}: FAISS {info['factory']} over {info['num_videos']} videos")
+        return 0
+    if args.source is None:
+        raise ValueError("give the SOURCE to index (a manifest, a folder of videos), or --rebuild-faiss")
+    sampling = {
+        k: getattr(args, k)
+        for k in ("frame_sampling", "sampling_fps", "frame_chunk_size", "short_video_policy")
+        if getattr(args, k) is not None
+    }
+    if sampling and args.adapter is not None:
+        raise ValueError(f"{sorted(sampling)} apply to the zero-shot baseline; an adapter brings its own sampling")
+    encoder = None
+    if sampling:
+        from peft_video.search import VideoTextEncoder
+        from peft_video.search.index import process_state
+
+        encoder = VideoTextEncoder.load(
+            None, args.base_model, num_frames=args.num_frames or 12, dtype=args.dtype, device=process_state().device,
+            **sampling,
+        )  # fmt: skip
+    cache = {"auto": "auto", "none": None}.get(args.cache, args.cache)
+    report = build_index(
+        args.source, args.out, encoder=encoder, adapter=args.adapter, base_model=args.base_model,
+        num_frames=args.num_frames or 12, dtype=args.dtype, factory=args.factory, search_params=args.search_params,
+        split=args.split, shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
+        cache=cache, decode_timeout=args.timeout or None, backend=args.backend, progress=not args.no_progress,
+    )  # fmt: skip
+    from peft_video.search.index import process_state
+
+    if process_state().is_main_process:
+        print(report)
+    return 1 if args.strict and report.failed else 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from peft_video.search import VideoSearchIndex
+
+    index = VideoSearchIndex.open(args.index, search_params=args.search_params)
+    if args.video is not None:
+        if args.query is not None:
+            raise ValueError("give a text QUERY or --video, not both")
+        hits, query = index.search_video(args.video, k=args.k), f"video {args.video}"
+    elif args.query is None:
+        raise ValueError("give a text QUERY (or --video PATH_OR_ID)")
+    else:
+        hits, query = index.search(args.query, k=args.k), args.query
+    truth = {h.video_id for h in hits if args.query and args.query.strip().lower() in [c.lower() for c in h.captions]}
+    if args.gallery is not None:
+        from peft_video.search.gallery import contact_sheet
+
+        title = f"{args.index} · {index.identity['method']} · top {len(hits)}"
+        contact_sheet(query, hits, args.gallery, ground_truth=truth, title=title)
+    if args.json:
+        print(json.dumps({"query": query, "index": str(args.index), "k": args.k, "hits": [
+            {"rank": h.rank, "score": h.score, "video_id": h.video_id, "video": h.video, "duration": h.duration,
+             "captions": list(h.captions), "ground_truth": h.video_id in truth} for h in hits
+        ]}, indent=1))  # fmt: skip
+    else:
+        print(_hits_table(query, index, hits, truth))
+    if args.gallery is not None:
+        print(f"contact sheet written to {args.gallery}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _hits_table(query: str, index: Any, hits: list, truth: set[str]) -> str:
+    """A table for people: rank, score, id, duration, a caption when known (* = the query is one of its captions)."""
+    identity = index.identity
+    model = identity["adapter"] or f"zero-shot {identity['base_model']}"
+    lines = [
+        f"query: {query}",
+        f"index: {index.directory} ({len(index)} videos, {model}, FAISS {index.info['factory']})",
+    ]
+    id_width = max([len("video_id")] + [len(h.video_id) for h in hits])
+    lines.append(f"{'rank':>4}  {'score':>6}  {'video_id':<{id_width}}  {'secs':>5}  caption / path")
+    for hit in hits:
+        mark = "*" if hit.video_id in truth else " "
+        detail = hit.captions[0] if hit.captions else hit.video
+        lines.append(
+            f"{hit.rank:>4}{mark} {hit.score:>6.3f}  {hit.video_id:<{id_width}}  {hit.duration:>5.1f}  {detail}"
+        )
+    if truth:
+        lines.append("* the query is one of this video's captions (ground truth)")
+    return "\n".join(lines)
+
+
+def _app(args: argparse.Namespace) -> int:
+    from peft_video.search.app import launch_app
+
+    launch_app(args.index, host=args.host, port=args.port, k=args.k)
+    return 0
+
+
+def _search_commands(commands) -> None:
+    """`index`, `search` and `app` (peft_video.search)."""
+    index = commands.add_parser(
+        "index",
+        help="encode videos with an adapter (or zero-shot) into a searchable index (resumable, incremental; "
+        "works under `accelerate launch`)",
+    )
+    index.add_argument("source", nargs="?", help="manifest (.csv/.tsv/.jsonl) or folder of videos")
+    index.add_argument("--out", type=Path, required=True, help="index folder (created, or extended when it exists)")
+    index.add_argument("--adapter", default=None, help="adapter folder or Hub id (default: zero-shot --base-model)")
+    index.add_argument("--base-model", default=None, help="base CLIPModel (default: the adapter config's)")
+    index.add_argument("--num-frames", type=int, default=None, help="zero-shot: frames per video (default 12)")
+    index.add_argument("--frame-sampling", choices=FRAME_SAMPLING_STRATEGIES, default=None)
+    index.add_argument("--sampling-fps", type=float, default=None)
+    index.add_argument("--frame-chunk-size", type=int, default=None)
+    index.add_argument("--short-video-policy", choices=SHORT_VIDEO_POLICIES, default=None)
+    index.add_argument("--split", default=None, help="only rows of this manifest split")
+    index.add_argument("--factory", default="auto", help="FAISS index: auto (exact, IVF above 100k), Flat, or a "
+                       "faiss.index_factory string such as IVF4096,Flat or HNSW32,Flat")  # fmt: skip
+    index.add_argument("--search-params", default=None, help="FAISS search settings, e.g. nprobe=64 or efSearch=128")
+    index.add_argument("--shard-size", type=int, default=1024, help="videos per shard (unit of resumption)")
+    index.add_argument("--batch-size", type=int, default=16)
+    index.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per process")
+    index.add_argument("--cache", default="auto", help="frame cache folder, 'auto' (beside the manifest) or 'none'")
+    index.add_argument("--timeout", type=float, default=60.0, help="seconds per video (0: decode in-process)")
+    index.add_argument("--backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"))
+    index.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    index.add_argument("--rebuild-faiss", action="store_true", help="rebuild the FAISS file of --out from its "
+                       "stored embeddings (with --factory), re-encoding nothing")  # fmt: skip
+    index.add_argument("--strict", action="store_true", help="exit 1 when a video was unreadable")
+    index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    index.set_defaults(run=_index)
+
+    search = commands.add_parser("search", help="search an index by text (or by video with --video)")
+    search.add_argument("index", type=Path, help="index folder made by `peft-video index`")
+    search.add_argument("query", nargs="?", default=None, help="what to look for, in words")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--video", default=None, help="find videos like this one: a file or an indexed video_id")
+    search.add_argument("--json", action="store_true", help="JSON output for programs")
+    search.add_argument("--gallery", type=Path, default=None, help="also write a contact sheet PNG here")
+    search.add_argument("--search-params", default=None, help="FAISS search settings for this query")
+    search.set_defaults(run=_search)
+
+    app = commands.add_parser("app", help="a web page over an index (Gradio; pip install 'peft-video[app]')")
+    app.add_argument("index", type=Path, help="index folder made by `peft-video index`")
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("-k", type=int, default=8, help="results shown (default 8)")
+    app.set_defaults(run=_app)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="peft-video", description="Video data tools for peft_video.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="decode every video with a timeout and name unreadable files")
     _common_arguments(validate, timeout=30.0)
-    _sampling_arguments(validate, num_frames=8)
-    validate.add_argument("--strict", action="store_true", help="exit 1 when a video is unreadable or a caption empty")
+    _sampling_arguments(validate, num_frames=DEFAULT_NUM_FRAMES)
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a video is unreadable or partly decodable, a caption empty, or a video_id names several "
+        "files",
+    )
     validate.add_argument("--report", type=Path, default=None, help="also write a JSON report here")
     validate.set_defaults(run=_validate)
 
     cache = commands.add_parser("cache", help="decode once into a memory-mapped uint8 frame store")
     _common_arguments(cache, timeout=60.0)
-    _sampling_arguments(cache, num_frames=12)
+    _sampling_arguments(cache, num_frames=DEFAULT_NUM_FRAMES)
     cache.add_argument("--out", type=Path, default=None, help="cache directory (default: <manifest>.frames)")
     cache.add_argument("--short-side", type=int, default=224, help="stored square frame side (default 224)")
-    cache.add_argument("--strict", action="store_true", help="exit 1 when a video could not be cached")
+    cache.add_argument(
+        "--strict", action="store_true", help="a partly decodable video is a failure; exit 1 when a video failed"
+    )
     cache.set_defaults(run=_cache)
 
     preprocess = commands.add_parser("preprocess", help="re-encode videos to a frame rate and short side")
     _common_arguments(preprocess, timeout=600.0)
-    preprocess.add_argument("--out", type=Path, required=True, help="output folder (mirrors the manifest's layout)")
+    preprocess.add_argument(
+        "--out", type=Path, required=True, help="output folder (mirrors the manifest's layout; one file per source)"
+    )
     preprocess.add_argument("--fps", type=float, default=None, help="output frame rate (default: keep)")
     preprocess.add_argument("--short-side", type=int, default=None, help="output short side (default: keep)")
     preprocess.add_argument("--codec", default="libx264")
     preprocess.add_argument("--crf", type=int, default=23, help="x264 quality (lower is better, larger)")
-    preprocess.add_argument("--strict", action="store_true", help="exit 1 when a video could not be re-encoded")
+    preprocess.add_argument(
+        "--strict",
+        action="store_true",
+        help="a partly decodable video is a failure; exit 1 when a video could not be re-encoded",
+    )
     preprocess.set_defaults(run=_preprocess)
 
     from peft_video.data.public_datasets import PUBLIC_DATASETS
@@ -233,16 +380,31 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--out", type=Path, required=True, help="manifest to write (.csv or .jsonl)")
     benchmark.add_argument("--strict", action="store_true", help="fail when an annotated video is missing")
     benchmark.set_defaults(run=_benchmark)
+    _search_commands(commands)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("peft-video")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `peft-video` console script; returns the exit status."""
+    """Runs a `peft-video` command line (the console script is `peft_video_launcher.main`); returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
     except (FileNotFoundError, ValueError) as err:  # ManifestError is a ValueError
+        print(f"peft-video {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as err:  # search commands: a model that cannot be loaded, an unreadable video
+        if args.command not in ("index", "search", "app"):
+            raise
         print(f"peft-video {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from peft import PeftConfig
 
+from .data.defaults import DEFAULT_NUM_FRAMES, FRAME_SAMPLING_STRATEGIES
+
 VIDEO_TASK_TYPE = "VIDEO_TEXT_RETRIEVAL"
 """The peft task type of every peft_video config; it routes peft to `PeftModelForVideoTextRetrieval`."""
-
-FRAME_SAMPLING_STRATEGIES = ("segments", "chunked_segments", "fps")
 
 
 @dataclass
@@ -44,7 +44,9 @@ class VideoAdapterConfig(PeftConfig):
             is loaded onto a model, so that a mismatch fails with both shapes named instead of a bare size error.
     """
 
-    num_frames: int = field(default=12, metadata={"help": "Frames per video the adapter is built for (maximum)."})
+    num_frames: int = field(
+        default=DEFAULT_NUM_FRAMES, metadata={"help": "Frames per video the adapter is built for (maximum)."}
+    )
     frame_sampling: str = field(
         default="segments",
         metadata={"help": f"Frame sampling strategy, one of {FRAME_SAMPLING_STRATEGIES}."},

@@ -1,19 +1,120 @@
 """Retrieval evaluation of a split: every distinct video encoded once and every caption once (a video's embedding
 never depends on a text), optionally sharded over Accelerate processes with each sample counted exactly once, then
-`peft_video.metrics.compute_retrieval_metrics` on the cosine similarities. Used by `examples/train.py` and
-`examples/evaluate.py`.
+`peft_video.metrics.compute_retrieval_metrics` on the cosine similarities.
+
+`RetrievalEvaluator` holds one evaluation setting (frames, transform, tokenizer, protocol) and scores any model on
+any split with it; `metric_value` / `check_metric_name` / `greater_is_better` read the metric that selects a model.
+`examples/train.py` and `examples/evaluate.py` are built from these.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import DEFAULT_KS, compute_retrieval_metrics, twin_accuracy
+from .metrics import DEFAULT_KS, compute_retrieval_metrics, flatten_metrics, twin_accuracy
+
+DIRECTIONS = ("text_to_video", "video_to_text")
+_METRIC_NAME = re.compile(r"(?:subsets/(?P<column>[^/]+)/)?(?:text_to_video|video_to_text)/(?:R@(?P<k>\d+)|MdR|MnR)")
+
+
+@dataclass
+class RetrievalEvaluator:
+    """Retrieval metrics of any model on any split, with one setting: how frames are drawn and transformed, how
+    captions are tokenized, and the protocol (subsets, twins, tie policy, dual softmax).
+
+        evaluate = RetrievalEvaluator(sampling, transform, tokenizer, max_text_length=32)
+        metrics = evaluate(model, load_split(manifest, "test", "test"), accelerator=accelerator)
+
+    With an `accelerator`, videos and captions are sharded over its processes, each counted exactly once
+    (`encode_split`); the result is `split_metrics`'.
+    """
+
+    sampling: Any
+    transform: Any
+    tokenizer: Any
+    max_text_length: int = 32
+    batch_size: int = 32
+    num_workers: int = 0
+    backend: str = "auto"
+    decode_timeout: float | None = None
+    subset_columns: Sequence[str] = ()
+    twin_column: str | None = None
+    tie_policy: str = "pessimistic"
+    dsl_temperature: float | None = None
+    progress: bool = False
+
+    def __call__(self, model: nn.Module, data: Any, accelerator: Any = None) -> dict[str, Any]:
+        encoded = encode_split(
+            model, data, sampling=self.sampling, transform=self.transform, tokenizer=self.tokenizer,
+            max_text_length=self.max_text_length, batch_size=self.batch_size, num_workers=self.num_workers,
+            accelerator=accelerator, backend=self.backend, decode_timeout=self.decode_timeout, progress=self.progress,
+        )  # fmt: skip
+        return split_metrics(
+            encoded, data, subset_columns=self.subset_columns, twin_column=self.twin_column,
+            tie_policy=self.tie_policy, dsl_temperature=self.dsl_temperature,
+        )  # fmt: skip
+
+
+def summary_line(metrics: Mapping[str, Any]) -> str:
+    """One line of a `split_metrics` result, for logs."""
+    t2v, v2t = metrics["text_to_video"], metrics["video_to_text"]
+    return (
+        f"text→video R@1 {t2v['R@1']:.1f} R@5 {t2v['R@5']:.1f} MnR {t2v['MnR']:.1f} | video→text R@1 {v2t['R@1']:.1f} "
+        f"MnR {v2t['MnR']:.1f} ({metrics['num_captions']} captions, {metrics['num_videos']} videos)"
+    )
+
+
+def check_metric_name(
+    name: str,
+    *,
+    columns: Sequence[str] | None = None,
+    subset_columns: Sequence[str] = (),
+    twin_column: str | None = None,
+) -> None:
+    """Raise a ValueError unless `name` names a metric of `split_metrics`' result: `<direction>/<metric>` with a
+    direction `text_to_video` or `video_to_text` and a metric `R@K` (K in the computed ks), `MdR` or `MnR`, optionally
+    under `subsets/<column>/` (a column of `subset_columns`), or `twin_accuracy/accuracy` (needs a `twin_column`).
+    With the split's `columns`, the column it needs must be one of them."""
+    match = _METRIC_NAME.fullmatch(name)
+    if name == "twin_accuracy/accuracy":
+        column, setting = twin_column, "twin_column"
+        if column is None:
+            raise ValueError(f"metric_for_best_model {name!r} needs a twin_column")
+    elif match is not None and (match["k"] is None or int(match["k"]) in DEFAULT_KS):
+        column, setting = match["column"], "subset_columns"
+        if column is not None and column not in subset_columns:
+            raise ValueError(
+                f"metric_for_best_model {name!r} needs {column!r} in subset_columns {list(subset_columns)}"
+            )
+    else:
+        raise ValueError(
+            "metric_for_best_model must look like 'text_to_video/R@1', 'video_to_text/MnR', "
+            f"'subsets/<column>/text_to_video/R@5' or 'twin_accuracy/accuracy' (K in {DEFAULT_KS}), got {name!r}"
+        )
+    if column is not None and columns is not None and column not in columns:
+        raise ValueError(
+            f"metric_for_best_model {name!r} needs the column {column!r} ({setting}); the split has {list(columns)}"
+        )
+
+
+def metric_value(metrics: Mapping[str, Any], name: str) -> float:
+    """The value `name` (see `check_metric_name`) takes in a `split_metrics` result."""
+    flat = flatten_metrics(metrics)
+    if name not in flat:
+        raise KeyError(f"metric {name!r} is not in this evaluation's results; there are: {sorted(flat)}")
+    return float(flat[name])
+
+
+def greater_is_better(name: str) -> bool:
+    """Recall and accuracy: larger is better; ranks (`MdR`, `MnR`): smaller."""
+    return name.rsplit("/", 1)[-1] not in ("MdR", "MnR")
 
 
 class _IndexedVideos(torch.utils.data.Dataset):
@@ -188,15 +289,20 @@ def retrieval_metrics_from_embeddings(
     caption_to_video: torch.Tensor,
     *,
     video_valid: torch.Tensor | None = None,
+    video_subset: torch.Tensor | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     tie_policy: str = "pessimistic",
     dsl_temperature: float | None = None,
 ) -> dict[str, Any]:
     """`compute_retrieval_metrics` on cosine similarities of normalised embeddings. Videos marked invalid (not
-    decodable) are dropped with their captions; `num_videos`, `num_captions` and `failed_videos` say what was
-    scored."""
+    decodable) are dropped with their captions; `video_subset` [V] bool restricts the gallery to a subset (videos
+    outside it are left out without counting as failures). `num_videos`, `num_captions` and `failed_videos` (the
+    gallery's undecodable videos) say what was scored."""
     if video_valid is None:
         video_valid = torch.ones(video_embeds.shape[0], dtype=torch.bool)
+    in_gallery = video_subset if video_subset is not None else torch.ones_like(video_valid)
+    failed = in_gallery & ~video_valid
+    video_valid = video_valid & in_gallery
     kept = torch.nonzero(video_valid).flatten()
     if kept.numel() == 0:
         raise ValueError("no video of the split could be decoded: nothing to evaluate")
@@ -211,7 +317,7 @@ def retrieval_metrics_from_embeddings(
     result.update(
         num_videos=int(kept.numel()),
         num_captions=int(caption_kept.sum()),
-        failed_videos=int((~video_valid).sum()),
+        failed_videos=int(failed.sum()),
     )
     return result
 
@@ -253,7 +359,8 @@ def split_metrics(
             encoded["text_embeds"],
             encoded["video_embeds"],
             encoded["caption_to_video"],
-            video_valid=encoded["video_valid"] & videos,
+            video_valid=encoded["video_valid"],
+            video_subset=videos,
             ks=ks,
             tie_policy=tie_policy,
         )

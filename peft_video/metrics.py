@@ -7,10 +7,19 @@ Protocol (multi-caption datasets such as MSVD, or MSR-VTT's full 20 captions per
 
 * **text→video**: every caption is a query; its rank is the position of its one ground-truth video among all
   ``n_videos`` videos.
-* **video→text**: every video that has at least one caption is a query; its rank is the position of the
-  *best-ranked* of its own captions among all ``n_texts`` captions (the first correct hit). Other captions of the same
-  video are never counted against it. Videos without any caption (pure distractors) are not queries; they still
-  compete as candidates in text→video.
+* **video→text**: every video that has at least one caption is a query. Two protocols are in use, chosen with
+  ``video_to_text_protocol``:
+
+  - ``"collaborative_experts"`` (default; Collaborative Experts, VSE): the rank is the position of the *best-ranked*
+    of the video's own captions among all ``n_texts`` captions (the first correct hit). Other captions of the same
+    video are never counted against it, but every caption of every other video competes.
+  - ``"clip4clip"`` (CLIP4Clip, X-Pool, CLIP2Video, DGL and the other CLIP4Clip-derived code): the candidates are
+    *videos' caption sets*. Each captioned video ``u`` scores ``max_{c of u} similarity[c, v]`` against the query
+    video ``v`` (its best caption), and the rank is the position of ``v``'s own set among the ``n`` captioned videos.
+    A video's rank is never worse than under ``"collaborative_experts"``, and the two agree when every video has one
+    caption. Papers that report MSVD, MSR-VTT-full or VATEX video→text numbers use this one.
+
+  Videos without any caption (pure distractors) are not queries; they still compete as candidates in text→video.
 
 Without ``text_to_video`` the matrix must be square and text ``i`` describes video ``i``.
 
@@ -22,9 +31,10 @@ higher always come first. What happens to candidates that score *exactly the sam
   pair the same score (a collapsed model) therefore gets the worst possible rank, never a perfect one.
 * ``"index"``: ties are broken by candidate index, as a stable sort would (lower index first). Deterministic and
   unbiased on average; a constant-score model gets chance level (mean rank ``(n + 1) / 2``).
-* ``"optimistic"``: every tied wrong candidate is placed after the ground truth. This reproduces code that ranks with
-  ``argsort`` and then searches for the ground truth among equal scores; a constant-score model gets R@1 = 100 %.
-  Provided only to reproduce numbers of such code; never report it as a result.
+* ``"optimistic"``: every tied wrong candidate is placed after the ground truth. This reproduces code that takes the
+  first position among equal scores (Collaborative Experts' metric before it averaged ties); a constant-score model
+  gets R@1 = 100 %. Provided only to reproduce numbers of such code; never report it as a result. (CLIP4Clip's and
+  X-Pool's code give chance level on a constant matrix, as ``"index"`` does.)
 
 Ranks are computed by counting, not by sorting: a chunk of ``chunk_size`` query rows is compared against the ground
 truth scores at a time, so memory stays at ``chunk_size x gallery`` booleans however large the gallery.
@@ -46,6 +56,8 @@ import torch
 TiePolicy = Literal["pessimistic", "index", "optimistic"]
 TIE_POLICIES: tuple[str, ...] = ("pessimistic", "index", "optimistic")
 DIRECTIONS: tuple[str, ...] = ("text_to_video", "video_to_text")
+VideoToTextProtocol = Literal["collaborative_experts", "clip4clip"]
+VIDEO_TO_TEXT_PROTOCOLS: tuple[str, ...] = ("collaborative_experts", "clip4clip")
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 DEFAULT_CHUNK_SIZE = 1024
 
@@ -56,7 +68,7 @@ class RetrievalRanks:
 
     Args:
         text_to_video: ``[n_texts]`` rank of each caption's video among all videos.
-        video_to_text: ``[n_queried_videos]`` rank of each captioned video's best caption among all captions.
+        video_to_text: ``[n_queried_videos]`` rank of each captioned video under the video→text protocol.
         video_ids: ``[n_queried_videos]`` the video index each entry of ``video_to_text`` belongs to (videos without a
             caption are left out).
     """
@@ -128,6 +140,11 @@ def _check_tie_policy(tie_policy: str) -> None:
         raise ValueError(f"tie_policy must be one of {TIE_POLICIES}; got {tie_policy!r}")
 
 
+def _check_protocol(protocol: str) -> None:
+    if protocol not in VIDEO_TO_TEXT_PROTOCOLS:
+        raise ValueError(f"video_to_text_protocol must be one of {VIDEO_TO_TEXT_PROTOCOLS}; got {protocol!r}")
+
+
 def _check_chunk_size(chunk_size: int) -> None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
@@ -194,14 +211,44 @@ def _video_to_text_ranks(
     return ranks[video_ids], video_ids
 
 
+def _video_to_caption_set_ranks(
+    similarity: torch.Tensor, mapping: torch.Tensor, tie_policy: str, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``"clip4clip"`` protocol: rank of a video's own caption set among the captioned videos' sets, each set
+    scored by its best caption."""
+    n_texts, n_videos = similarity.shape
+    device = similarity.device
+    has_caption = torch.bincount(mapping, minlength=n_videos) > 0
+    video_index = torch.arange(n_videos, device=device)
+    ranks = torch.empty(n_videos, dtype=torch.long, device=device)
+    for start in range(0, n_videos, chunk_size):
+        columns = similarity[:, start : start + chunk_size]
+        width = columns.shape[1]
+        # best[u, j]: the best score any caption of video u gets against query video start + j ([n_videos, width]).
+        best = torch.full((n_videos, width), -math.inf, dtype=similarity.dtype, device=device)
+        best = best.scatter_reduce(0, mapping.unsqueeze(1).expand(-1, width), columns, reduce="amax")
+        queries = video_index[start : start + width]
+        own = best[queries, torch.arange(width, device=device)].unsqueeze(0)
+        rivals = has_caption.unsqueeze(1) & (video_index.unsqueeze(1) != queries.unsqueeze(0))
+        before = rivals & (best > own)
+        if tie_policy == "pessimistic":
+            before |= rivals & (best == own)
+        elif tie_policy == "index":
+            before |= rivals & (best == own) & (video_index.unsqueeze(1) < queries.unsqueeze(0))
+        ranks[start : start + width] = 1 + before.sum(dim=0)
+    video_ids = torch.nonzero(has_caption).squeeze(1)
+    return ranks[video_ids], video_ids
+
+
 def retrieval_ranks(
     similarity: Any,
     text_to_video: Any = None,
     *,
     tie_policy: TiePolicy = "pessimistic",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    video_to_text_protocol: VideoToTextProtocol = "collaborative_experts",
 ) -> RetrievalRanks:
-    """1-based ranks of the ground truth in both directions (see the module docstring for protocol and ties).
+    """1-based ranks of the ground truth in both directions (see the module docstring for protocols and ties).
 
     Args:
         similarity: ``[n_texts, n_videos]`` scores (tensor, array or nested list); higher = more similar. Compared in
@@ -211,16 +258,22 @@ def retrieval_ranks(
         tie_policy: ``"pessimistic"`` (default), ``"index"`` or ``"optimistic"``.
         chunk_size: number of query rows compared at once; peak extra memory is a few ``chunk_size x gallery`` boolean
             masks.
+        video_to_text_protocol: ``"collaborative_experts"`` (default: a video's best caption among all captions) or
+            ``"clip4clip"`` (a video's caption set, scored by its best caption, among the videos' caption sets).
 
     Returns:
         :class:`RetrievalRanks` with CPU ``int64`` tensors.
     """
     _check_tie_policy(tie_policy)
     _check_chunk_size(chunk_size)
+    _check_protocol(video_to_text_protocol)
     sim = _as_similarity(similarity)
     mapping = _as_text_to_video(text_to_video, sim.shape[0], sim.shape[1], sim.device)
     t2v = _text_to_video_ranks(sim, mapping, tie_policy, chunk_size)
-    v2t, video_ids = _video_to_text_ranks(sim, mapping, tie_policy, chunk_size)
+    if video_to_text_protocol == "collaborative_experts":
+        v2t, video_ids = _video_to_text_ranks(sim, mapping, tie_policy, chunk_size)
+    else:
+        v2t, video_ids = _video_to_caption_set_ranks(sim, mapping, tie_policy, chunk_size)
     return RetrievalRanks(text_to_video=t2v.cpu(), video_to_text=v2t.cpu(), video_ids=video_ids.cpu())
 
 
@@ -294,8 +347,9 @@ def compute_retrieval_metrics(
     tie_policy: TiePolicy = "pessimistic",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     dsl_temperature: float | None = None,
+    video_to_text_protocol: VideoToTextProtocol = "collaborative_experts",
 ) -> dict[str, Any]:
-    """Text→video and video→text R@K, MdR and MnR (protocol and tie policy in the module docstring).
+    """Text→video and video→text R@K, MdR and MnR (protocols and tie policy in the module docstring).
 
     Args:
         similarity: ``[n_texts, n_videos]`` scores, higher = more similar.
@@ -305,11 +359,13 @@ def compute_retrieval_metrics(
         chunk_size: query rows compared at once (memory bound).
         dsl_temperature: if given, dual-softmax numbers (see :func:`dual_softmax`) are added under ``"dsl"``, beside
             the raw ones.
+        video_to_text_protocol: ``"collaborative_experts"`` (default) or ``"clip4clip"``; the one the papers of a
+            public benchmark report is `peft_video.data.PUBLIC_DATASETS[name].video_to_text_protocol`.
 
     Returns:
         ``{"text_to_video": {"R@1": .., "R@5": .., "R@10": .., "MdR": .., "MnR": .., "num_queries": ..},
-        "video_to_text": {...}, "tie_policy": ..}`` plus ``"dsl": {"text_to_video": {...}, "video_to_text": {...},
-        "temperature": ..}`` when ``dsl_temperature`` is set. R@K are percentages.
+        "video_to_text": {...}, "tie_policy": .., "video_to_text_protocol": ..}`` plus ``"dsl": {"text_to_video":
+        {...}, "video_to_text": {...}, "temperature": ..}`` when ``dsl_temperature`` is set. R@K are percentages.
 
     Example:
         >>> sim = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
@@ -318,17 +374,19 @@ def compute_retrieval_metrics(
         (100.0, 100.0)
     """
     ks = _check_ks(ks)
-    ranks = retrieval_ranks(similarity, text_to_video, tie_policy=tie_policy, chunk_size=chunk_size)
+    protocol = {"tie_policy": tie_policy, "chunk_size": chunk_size, "video_to_text_protocol": video_to_text_protocol}
+    ranks = retrieval_ranks(similarity, text_to_video, **protocol)
     result: dict[str, Any] = {
         "text_to_video": metrics_from_ranks(ranks.text_to_video, ks),
         "video_to_text": metrics_from_ranks(ranks.video_to_text, ks),
         "tie_policy": tie_policy,
+        "video_to_text_protocol": video_to_text_protocol,
     }
     if dsl_temperature is not None:
         dsl: dict[str, Any] = {}
         for direction in DIRECTIONS:
             rescored = dual_softmax(similarity, temperature=dsl_temperature, direction=direction)
-            direction_ranks = retrieval_ranks(rescored, text_to_video, tie_policy=tie_policy, chunk_size=chunk_size)
+            direction_ranks = retrieval_ranks(rescored, text_to_video, **protocol)
             dsl[direction] = metrics_from_ranks(getattr(direction_ranks, direction), ks)
         dsl["temperature"] = float(dsl_temperature)
         result["dsl"] = dsl

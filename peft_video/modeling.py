@@ -150,13 +150,20 @@ def check_text_inputs(input_ids: Any, attention_mask: Any) -> None:
 
 
 def mean_pooled_video_features(
-    clip: CLIPModel, pixel_values: torch.Tensor, video_mask: torch.Tensor
+    clip: CLIPModel, pixel_values: torch.Tensor, video_mask: torch.Tensor, *, normalize_frames: bool = True
 ) -> VideoModelOutput:
-    """The zero-shot baseline: stock CLIP on every frame, mean over the real frames."""
+    """The zero-shot baseline, CLIP4Clip's meanP: stock CLIP on every frame, each frame embedding L2-normalised, the
+    mean over the real frames (normalised again where similarities are taken). CLIP4Clip's `_loose_similarity`
+    normalises before `_mean_pooling_for_similarity_visual`, so frames with larger embedding norms do not weigh more.
+
+    `normalize_frames=False` gives the plain mean of the unnormalised frame embeddings instead (what a method that
+    starts from mean pooling, e.g. TFVL's residual mean, computes at initialisation). `frame_embeds` are returned
+    unnormalised either way."""
     batch, frames = pixel_values.shape[:2]
     frame_embeds = clip_ops.encode_frames(clip, pixel_values.flatten(0, 1)).unflatten(0, (batch, frames))
+    pooled = F.normalize(frame_embeds, dim=-1) if normalize_frames else frame_embeds
     return VideoModelOutput(
-        pooler_output=clip_ops.masked_mean(frame_embeds, video_mask), frame_embeds=frame_embeds, video_mask=video_mask
+        pooler_output=clip_ops.masked_mean(pooled, video_mask), frame_embeds=frame_embeds, video_mask=video_mask
     )
 
 

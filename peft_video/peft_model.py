@@ -24,14 +24,10 @@ class PeftModelForVideoTextRetrieval(PeftModel):
       outputs whose `pooler_output` is the projected embedding, as transformers 5's `get_*_features` return. Video
       embeddings never depend on a text: compute them once, index them, reuse them.
     - `with model.disable_adapter():` plain CLIP with mean pooling over frames (the zero-shot baseline).
-    - `save_pretrained` writes the adapter and a filled model card (`model_cards/adapter_card.md`); set
-      `model_card_training` / `model_card_metrics` first to include the training setup and retrieval results.
+    - `save_pretrained` writes the adapter and its model card (`model_cards/adapter_card.md`) with what the adapter
+      config says; `peft_video.hub.write_model_card(folder, config, training=..., metrics=..., ...)` adds the facts of
+      a run, and `push_to_hub(repo_id, card={...})` uploads them.
     """
-
-    model_card_training: dict | None = None
-    """Training setup for the model card (`dataset`, `steps`, `global_batch_size`, `learning_rate`, ...)."""
-    model_card_metrics: dict | None = None
-    """Retrieval results for the model card: `peft_video.metrics.compute_retrieval_metrics` output plus `dataset`."""
 
     def forward(
         self,
@@ -62,20 +58,17 @@ class PeftModelForVideoTextRetrieval(PeftModel):
         return self.base_model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
 
     def _get_peft_specific_model_tags(self) -> list[str]:
-        # peft's create_or_update_model_card replaces the card's `tags` with exactly this list
-        return [*super()._get_peft_specific_model_tags(), *model_card_tags(self.active_peft_config)]
+        # peft's create_or_update_model_card replaces the card's `tags` with exactly this list, in which its
+        # `base_model:adapter:` tag names the base model's folder when it was loaded from one: ours names a Hub id only
+        tags = [t for t in super()._get_peft_specific_model_tags() if not t.startswith("base_model:adapter:")]
+        return [*tags, *model_card_tags(self.active_peft_config)]
 
     def create_or_update_model_card(self, output_dir: str) -> None:
-        """Write our card first, then let peft add its own metadata (library_name, tags, base_model, version)."""
-        config = self.active_peft_config
-        write_model_card(
-            output_dir,
-            config,
-            base_model=config.base_model_name_or_path,
-            training=self.model_card_training,
-            metrics=self.model_card_metrics,
-        )
+        """Our card, then peft's metadata (library_name, tags, version line), then ours again: peft sets `base_model`
+        to the base model's `_name_or_path`, a local folder for a local base, which the Hub cannot resolve."""
+        write_model_card(output_dir, self.active_peft_config)  # first, so that peft updates it, not its own template
         super().create_or_update_model_card(output_dir)
+        write_model_card(output_dir, self.active_peft_config)
 
     def push_to_hub(
         self,
@@ -86,12 +79,15 @@ class PeftModelForVideoTextRetrieval(PeftModel):
         token: str | bool | None = None,
         revision: str | None = None,
         create_pr: bool = False,
+        card: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
-        """Upload the adapter with its model card (transformers' own push would swap in a generic card)."""
+        """Upload the adapter with its model card (transformers' own push would swap in a generic card); `card`:
+        keyword arguments of `peft_video.hub.write_model_card` (training setup, test results, license, ...)."""
         return push_adapter_to_hub(
             self,
             repo_id,
+            card=card,
             commit_message=commit_message,
             private=private,
             token=token,

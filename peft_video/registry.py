@@ -119,6 +119,39 @@ def get_video_method(key: Any) -> VideoMethod:
     return method
 
 
+ENTRY_POINT_GROUP = "peft_video.methods"
+
+
+def load_method_packages() -> list[str]:
+    """Import every installed package that declares an entry point in the `peft_video.methods` group: its import
+    registers its method, exactly as the built-in `tuners/<method>/__init__.py` do. Called by `import peft_video`, so
+    that a method published as its own package is known to the training scripts and to `PeftModel.from_pretrained`
+    once it is installed:
+
+        # pyproject.toml of the package
+        [project.entry-points."peft_video.methods"]
+        my_method = "my_package.my_method"
+
+    A package that fails to import is skipped with a warning naming it (it must not break `import peft_video`).
+    Returns the names of the entry points loaded."""
+    import warnings
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as error:  # noqa: BLE001  (any failure of a third-party package)
+            warnings.warn(
+                f"peft_video: the method package {entry_point.value!r} (entry point {entry_point.name!r} of "
+                f"{ENTRY_POINT_GROUP!r}) failed to import and is not registered: {error!r}",
+                stacklevel=2,
+            )
+        else:
+            loaded.append(entry_point.name)
+    return loaded
+
+
 def build_test_variants(num_frames: int) -> dict[str, VideoAdapterConfig]:
     """Every registered method's test variants, built for `num_frames` frames: variant name -> config."""
     return {variant: build(num_frames) for m in _METHODS.values() for variant, build in m.test_variants.items()}

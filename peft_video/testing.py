@@ -1,7 +1,12 @@
-"""Small CLIP configurations and random inputs for tests and benchmarks (no weights are downloaded anywhere)."""
+"""Small CLIP configurations, random inputs and test videos for tests and benchmarks (nothing is downloaded)."""
 
 from __future__ import annotations
 
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
 import torch
 from transformers import CLIPConfig, CLIPModel
 
@@ -81,3 +86,84 @@ def random_videos(config: CLIPConfig, batch: int, frames: int, seed: int = 0) ->
     """pixel_values [batch, frames, 3, H, W] drawn from N(0, 1)."""
     size = config.vision_config.image_size
     return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+LEVEL_OFFSET = 16
+LEVEL_STEP = 7
+MAX_INDEXED_FRAMES = (235 - LEVEL_OFFSET) // LEVEL_STEP  # stay inside video-range luma
+
+
+def frame_level(index: int) -> int:
+    """Grey level written into frame `index` of an indexed test video."""
+    if index > MAX_INDEXED_FRAMES:
+        raise ValueError(f"indexed test videos hold at most {MAX_INDEXED_FRAMES + 1} frames, asked for index {index}")
+    return LEVEL_OFFSET + LEVEL_STEP * index
+
+
+def frame_index_of(frame: np.ndarray) -> int:
+    """Recover the index written by `frame_level` from a decoded RGB frame (any size)."""
+    return int(round((float(np.asarray(frame, dtype=np.float64).mean()) - LEVEL_OFFSET) / LEVEL_STEP))
+
+
+def _indexed_frames(num_frames: int, width: int, height: int) -> list[np.ndarray]:
+    return [np.full((height, width, 3), frame_level(i), dtype=np.uint8) for i in range(num_frames)]
+
+
+def _pattern_frames(num_frames: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
+    """Moving, textured frames (a realistic encoding load for benchmarks, unlike flat grey)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(height, width * 2, 3), dtype=np.uint8)
+    base = ((base.astype(np.uint16) + np.roll(base, 1, axis=1)) // 2).astype(np.uint8)
+    frames = []
+    for i in range(num_frames):
+        shift = (i * 4) % width
+        frames.append(np.ascontiguousarray(base[:, shift : shift + width]))
+    return frames
+
+
+def write_video(
+    path: str | os.PathLike,
+    *,
+    num_frames: int = 8,
+    width: int = 64,
+    height: int = 48,
+    fps: int = 8,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    container_format: str | None = None,
+    frames: list[np.ndarray] | None = None,
+    pattern: str = "indexed",
+    metadata: dict[str, str] | None = None,
+    rotation: int | None = None,
+) -> Path:
+    """Write a video with PyAV and return its path.
+
+    `pattern="indexed"` writes flat frames whose grey level encodes their index; `"moving"` writes textured frames.
+    `rotation` stores display-matrix rotation metadata (degrees) on the stream when this PyAV build allows it.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if frames is None:
+        make = _indexed_frames if pattern == "indexed" else _pattern_frames
+        frames = make(num_frames, width, height)
+    with av.open(str(path), mode="w", format=container_format) as container:
+        if metadata:
+            container.metadata.update(metadata)
+        stream = container.add_stream(codec, rate=fps)
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = pix_fmt
+        stream.time_base = Fraction(1, fps)
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": "18"}
+        if rotation is not None:
+            stream.metadata["rotate"] = str(rotation)
+        for array in frames:
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

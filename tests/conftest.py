@@ -17,3 +17,11 @@ def clip_config():
 @pytest.fixture
 def clip(clip_config):
     return make_clip(clip_config, seed=0)
+
+
+@pytest.fixture(scope="session")
+def search_assets(tmp_path_factory):
+    """A tiny world, a tiny CLIP and two TFVL adapters on it (tests/search_fixtures.py)."""
+    from search_fixtures import make_assets
+
+    return make_assets(tmp_path_factory.mktemp("search_assets"))

@@ -109,7 +109,7 @@ def test_frame_cache_serves_the_same_clips_without_decoding(manifest, monkeypatc
     cache = build_frame_cache(
         data["video"], default_cache_dir(manifest), SAMPLING, short_side=32, jobs=2, progress=False
     )
-    assert cache.summary() == {"videos": 5, "ok": 3, "failed": 2}
+    assert cache.summary() == {"videos": 5, "ok": 3, "failed": 2, "partial": 0}
     assert os.path.getsize(cache.directory / "frames.u8") == 5 * 4 * 32 * 32 * 3
     decoded = VideoTextDataset(data, SAMPLING, decode_timeout=None)
     cached = VideoTextDataset(data, SAMPLING, decode_timeout=None, cache=FrameCache.open(default_cache_dir(manifest)))

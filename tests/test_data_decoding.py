@@ -25,12 +25,17 @@ from peft_video.data import (
 )
 from peft_video.data import decoding as decoding_module
 
+# decord is installed only where it has wheels (Linux x86_64, Windows); elsewhere PyAV decodes and these tests of
+# decord itself do not apply (tests/test_data_tools.py checks the library without decord).
+requires_decord = pytest.mark.skipif("decord" not in available_backends(), reason="decord is not installed here")
+
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     return write_video_library(tmp_path_factory.mktemp("videos"))
 
 
+@requires_decord
 def test_readers_follow_the_protocol_and_return_the_requested_frames(library):
     for reader in (DecordReader(), PyAVReader()):
         assert isinstance(reader, VideoReader)
@@ -53,6 +58,7 @@ def test_every_healthy_fixture_decodes_with_the_right_frames(library, name):
         assert [frame_index_of(f) for f in real] == video.indices
 
 
+@requires_decord
 def test_decord_failures_fall_back_to_pyav(library):
     # decord 0.6.0 cannot read 1x1 frames nor a mid-stream resolution change; PyAV can.
     for name in ("tiny_1x1", "resolution_change"):
@@ -114,6 +120,7 @@ def test_audio_only_reason_says_there_is_no_video_stream(library):
         decode_frames(library["audio_only"], FrameSampling(num_frames=4))
 
 
+@requires_decord
 def test_backend_selection_rejects_unknown_names():
     assert available_backends()[:2] == ["decord", "pyav"]
     with pytest.raises(ValueError, match="unknown video backend"):

@@ -1,8 +1,10 @@
 """Benchmark builders on tiny annotation files written in each official format (no real dataset needed)."""
 
 import json
+import os
 import pickle
 
+import numpy as np
 import pytest
 
 from peft_video.cli import main
@@ -82,6 +84,36 @@ def test_didemo_builds_paragraphs(tmp_path):
     assert data["sentences"] == [2, 1] and report.expected_videos == 1004 and report.found_videos == 2
 
 
+def test_didemo_groups_one_video_named_with_two_extensions(tmp_path):
+    # The official val/test files name some videos twice, as in these entries of val_data.json's pattern: x.mov and
+    # x.mp4, or x. and x.mp4. One video each: the published counts (1065 val, 1004 test videos) group by id.
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    entries = [
+        {"video": "33234611@N00_3567949618_0bee41c6f7.mov", "description": "a man waves", "times": [[0, 0]]},
+        {"video": "48355633@N00_2462089413_7a5ef6b4e6.", "description": "a dog sits", "times": [[1, 1]]},
+        {"video": "33234611@N00_3567949618_0bee41c6f7.mp4", "description": "he stops", "times": [[2, 2]]},
+        {"video": "48355633@N00_2462089413_7a5ef6b4e6.mp4", "description": "it barks", "times": [[3, 3]]},
+        {"video": "10000000@N00_1.avi", "description": "a car turns", "times": [[4, 4]]},
+    ]
+    (anns / "val_data.json").write_text(json.dumps(entries))
+    on_disk = [
+        "33234611@N00_3567949618_0bee41c6f7.mp4",
+        "48355633@N00_2462089413_7a5ef6b4e6.mp4",
+        "10000000@N00_1.avi",
+    ]
+    _touch_videos(tmp_path / "videos", on_disk)
+    data, report = build_public_dataset("didemo", anns, tmp_path / "videos", "val")
+    assert report.annotated_videos == 3 and report.found_videos == 3 and report.expected_videos == 1065
+    assert data["video_id"] == [
+        "33234611@N00_3567949618_0bee41c6f7",
+        "48355633@N00_2462089413_7a5ef6b4e6",
+        "10000000@N00_1",
+    ]
+    assert data["caption"] == ["a man waves he stops", "a dog sits it barks", "a car turns"]
+    assert data["sentences"] == [2, 2, 1]
+
+
 def test_activitynet_paragraphs_with_or_without_v_prefix(tmp_path):
     anns = tmp_path / "anns"
     anns.mkdir()
@@ -122,6 +154,52 @@ def test_lsmdc_tab_separated_with_movie_folders(tmp_path):
     (anns / "LSMDC16_annos_val.csv").write_text("only\ttwo\n")
     with pytest.raises(ManifestError, match="line 1 has 2 tab-separated fields"):
         build_public_dataset("lsmdc", anns, tmp_path / "clips", "val")
+
+
+def _vatex_annotations(anns, ids_val, ids_train=("train_clip_000001_000011",)):
+    anns.mkdir(exist_ok=True)
+    val = [{"videoID": i, "enCap": [f"{i} caption {k}" for k in range(2)], "chCap": ["zh"]} for i in ids_val]
+    train = [{"videoID": i, "enCap": ["a train caption"], "chCap": ["zh"]} for i in ids_train]
+    (anns / "vatex_validation_v1.0.json").write_text(json.dumps(val))
+    (anns / "vatex_training_v1.0.json").write_text(json.dumps(train))
+
+
+def test_vatex_retrieval_split_beside_the_official_one(tmp_path):
+    anns, videos = tmp_path / "anns", tmp_path / "vids"
+    ids = [f"clip{k}_000000_000010" for k in range(6)]
+    _vatex_annotations(anns, ids)
+    # HGR's halves, as the split lists of CLIP4Clip-derived code ship them (not in the official file's order)
+    (anns / "val_list.txt").write_text("\n".join([ids[4], ids[0], ids[2]]) + "\n")
+    (anns / "test_list.txt").write_text("\n".join([ids[5], ids[1], ids[3]]) + "\n")
+    _touch_videos(videos, [f"{i}.mp4" for i in ids] + ["train_clip_000001_000011.mp4"])
+    official, report = build_public_dataset("vatex", anns, videos, "val")
+    assert len(set(official["video_id"])) == 6 and report.expected_videos == 3000
+    hgr_val, report = build_public_dataset("vatex", anns, videos, "hgr_val")
+    assert list(dict.fromkeys(hgr_val["video_id"])) == [ids[4], ids[0], ids[2]]  # list order
+    assert hgr_val["caption"][:2] == [f"{ids[4]} caption 0", f"{ids[4]} caption 1"]
+    assert (report.expected_videos, report.expected_captions) == (1500, 15000)
+    hgr_test, report = build_public_dataset("vatex", anns, videos, "hgr_test")
+    assert list(dict.fromkeys(hgr_test["video_id"])) == [ids[5], ids[1], ids[3]] and report.expected_videos == 1500
+    assert not set(hgr_val["video_id"]) & set(hgr_test["video_id"])
+    train, report = build_public_dataset("vatex", anns, videos, "train")
+    assert train["video_id"] == ["train_clip_000001_000011"] and report.expected_videos == 25991
+    # HGR's own release: numpy arrays of names
+    (anns / "test_list.txt").unlink()
+    np.save(anns / "tst_names.npy", np.array([ids[3], ids[1]]))
+    assert build_public_dataset("vatex", anns, videos, "hgr_test")[0]["video_id"][::2] == [ids[3], ids[1]]
+    (anns / "val_list.txt").write_text("not_a_validation_clip\n")
+    with pytest.raises(ManifestError, match="val_list.txt: 1 video id.*not in vatex_validation_v1.0.json"):
+        build_public_dataset("vatex", anns, videos, "hgr_val")
+
+
+def test_every_benchmark_says_which_video_to_text_protocol_papers_report(msrvtt):
+    from peft_video.metrics import VIDEO_TO_TEXT_PROTOCOLS
+
+    for spec in PUBLIC_DATASETS.values():
+        assert spec.video_to_text_protocol == "clip4clip" and spec.video_to_text_protocol in VIDEO_TO_TEXT_PROTOCOLS
+    anns, videos = msrvtt
+    data, _ = build_public_dataset("msrvtt", anns, videos, "test_1k")
+    assert set(data["benchmark"]) == {"msrvtt"}  # a manifest remembers which benchmark it is
 
 
 def test_vatex_english_captions(tmp_path):
@@ -187,3 +265,16 @@ def test_benchmark_command_writes_a_loadable_manifest(msrvtt, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_benchmark_manifest_written_elsewhere_points_at_the_videos(msrvtt, tmp_path, monkeypatch, capsys):
+    anns, videos = msrvtt
+    monkeypatch.chdir(tmp_path)  # --videos relative to the working directory, --out in another folder
+    out = tmp_path / "manifests" / "msrvtt" / "test_1k.csv"
+    argv = ["benchmark", "msrvtt", "--split", "test_1k", "--annotations", "anns", "--videos", "videos"]
+    assert main([*argv, "--out", os.path.relpath(out, tmp_path)]) == 0
+    capsys.readouterr()
+    assert "../../videos/video3.mp4" in out.read_text()  # relative to the manifest's folder
+    monkeypatch.chdir(out.parent)
+    data = load_manifest(out, check_files=True)  # every video found from the manifest's own folder
+    assert [os.path.basename(v) for v in data["video"]] == ["video3.mp4", "video4.mp4"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from method_cases import METHOD_CASES, NUM_FRAMES
 from peft import PeftModel, get_peft_model, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
@@ -199,7 +200,8 @@ class TestMethodCommon:
                     assert layer.disable_adapters
                 assert layer.disable_adapters, "leaving a nested disable_adapter() must not re-enable the adapter"
             frames = base.get_image_features(pixel_values=videos.flatten(0, 1)).pooler_output
-            torch.testing.assert_close(video, frames.view(2, NUM_FRAMES, -1).mean(1))
+            # CLIP4Clip's meanP: each frame embedding L2-normalised, then the mean
+            torch.testing.assert_close(video, F.normalize(frames, dim=-1).view(2, NUM_FRAMES, -1).mean(1))
             torch.testing.assert_close(text, base.get_text_features(**captions).pooler_output)
             torch.testing.assert_close(model.get_video_features(pixel_values=videos).pooler_output, adapted)
         assert not torch.allclose(adapted, video, atol=1e-4), "the adapter must change the video embedding"
@@ -536,7 +538,9 @@ def test_mean_pooling_helper_respects_the_mask(clip, clip_config):
     mask = torch.tensor([[True, True, False]])
     pooled = mean_pooled_video_features(clip, videos, mask).pooler_output
     frames = clip.get_image_features(pixel_values=videos[0, :2]).pooler_output
-    torch.testing.assert_close(pooled[0], frames.mean(0))
+    torch.testing.assert_close(pooled[0], F.normalize(frames, dim=-1).mean(0))
+    plain = mean_pooled_video_features(clip, videos, mask, normalize_frames=False).pooler_output
+    torch.testing.assert_close(plain[0], frames.mean(0))
 
 
 def test_every_registered_variant_is_a_case():

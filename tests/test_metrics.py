@@ -57,6 +57,22 @@ def reference_ranks(sim: torch.Tensor, text_to_video: list[int], policy: str) ->
     return t2v, v2t
 
 
+def reference_caption_set_ranks(sim: torch.Tensor, text_to_video: list[int], policy: str) -> list[int]:
+    """The "clip4clip" video->text protocol, naively: candidates are the captioned videos, each scored against the
+    query video by its best caption; the rank is the position of the query's own video."""
+    rows = sim.tolist()
+    captioned = sorted(set(text_to_video))
+    best = {
+        (u, v): max(rows[t][v] for t in range(len(rows)) if text_to_video[t] == u)
+        for u in captioned
+        for v in captioned
+    }
+    return [
+        _first_correct_position([best[(u, v)] for u in captioned], [u == v for u in captioned], policy)
+        for v in captioned
+    ]
+
+
 def reference_metrics(ranks: list[int], ks: tuple[int, ...]) -> dict[str, float]:
     out = {f"R@{k}": 100.0 * sum(r <= k for r in ranks) / len(ranks) for k in ks}
     out["MdR"] = float(statistics.median(ranks))
@@ -104,6 +120,56 @@ def test_ranks_and_metrics_match_naive_reference(case, policy):
         assert result[direction].keys() == expected.keys()
         for key, value in expected.items():
             assert result[direction][key] == pytest.approx(value, abs=1e-9), (direction, key)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("case", CASES)
+def test_clip4clip_video_to_text_protocol_matches_naive_reference(case, policy):
+    sim, text_to_video = random_case(*case)
+    expected = reference_caption_set_ranks(sim, text_to_video.tolist(), policy)
+    for chunk_size in (1, 3, 1024):
+        ranks = retrieval_ranks(
+            sim, text_to_video, tie_policy=policy, chunk_size=chunk_size, video_to_text_protocol="clip4clip"
+        )
+        assert ranks.video_to_text.tolist() == expected
+        assert ranks.video_ids.tolist() == sorted(set(text_to_video.tolist()))
+    result = compute_retrieval_metrics(sim, text_to_video, tie_policy=policy, video_to_text_protocol="clip4clip")
+    assert result["video_to_text_protocol"] == "clip4clip"
+    assert result["video_to_text"] == pytest.approx(reference_metrics(expected, (1, 5, 10)))
+    # text->video does not depend on the video->text protocol
+    assert result["text_to_video"] == compute_retrieval_metrics(sim, text_to_video, tie_policy=policy)["text_to_video"]
+
+
+def test_video_to_text_protocols_differ_only_with_several_captions_per_video():
+    sim, text_to_video = random_case(0, 30, 4, None)
+    ce = retrieval_ranks(sim, text_to_video).video_to_text
+    clip4clip = retrieval_ranks(sim, text_to_video, video_to_text_protocol="clip4clip").video_to_text
+    assert (clip4clip <= ce).all() and (clip4clip < ce).any()  # a rival video's other captions no longer count
+    square, _ = random_case(1, 12, 1, 2)
+    for policy in POLICIES:
+        assert torch.equal(
+            retrieval_ranks(square, tie_policy=policy).video_to_text,
+            retrieval_ranks(square, tie_policy=policy, video_to_text_protocol="clip4clip").video_to_text,
+        )
+    result = compute_retrieval_metrics(sim, text_to_video)
+    assert result["video_to_text_protocol"] == "collaborative_experts"  # the output says which protocol was used
+    with pytest.raises(ValueError, match="video_to_text_protocol must be one of"):
+        compute_retrieval_metrics(sim, text_to_video, video_to_text_protocol="xpool")
+
+
+def test_clip4clip_protocol_on_constant_scores_is_chance_with_the_index_policy():
+    # CLIP4Clip's and X-Pool's own code give chance level on a constant matrix (R@1 = 100 / n, MnR = (n + 1) / 2 over
+    # the n videos); so does this protocol with the "index" tie policy, with 3 captions per video.
+    n = 20
+    result = compute_retrieval_metrics(
+        torch.zeros(3 * n, n),
+        torch.arange(n).repeat_interleave(3),
+        tie_policy="index",
+        video_to_text_protocol="clip4clip",
+    )
+    for direction in ("text_to_video", "video_to_text"):
+        assert result[direction]["R@1"] == pytest.approx(100.0 / n)
+        assert result[direction]["MnR"] == pytest.approx((n + 1) / 2)
 
 
 def test_cases_do_contain_ties_and_policies_disagree():
@@ -178,7 +244,8 @@ def test_constant_scores_index_policy_is_chance_and_optimistic_shows_the_bug():
     index = compute_retrieval_metrics(sim, tie_policy="index")["text_to_video"]
     assert index["MnR"] == pytest.approx((n + 1) / 2)
     assert index["R@1"] == pytest.approx(100.0 / n)
-    # What argsort-style code reports for a collapsed model: perfect recall. That is why it is not the default.
+    # What code that takes the first position among equal scores reports for a collapsed model (e.g. Collaborative
+    # Experts' metric before it averaged ties): perfect recall. That is why it is not the default.
     optimistic = compute_retrieval_metrics(sim, tie_policy="optimistic")["text_to_video"]
     assert optimistic["R@1"] == 100.0
 

@@ -14,8 +14,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPModel
 
 from peft_video import PromptCubeConfig, clip_ops
+from peft_video.optimization import parameter_groups
 from peft_video.testing import make_clip, random_captions, random_videos, vit_b32_config
-from peft_video.training import parameter_groups
 from peft_video.tuners.prompt_cube import (
     CLIP_FREQUENT_TOKEN_IDS,
     FREQUENT_WORDS,

@@ -5,6 +5,7 @@ import torch
 from peft import get_peft_model
 
 from peft_video import TFVLConfig
+from peft_video.modeling import mean_pooled_video_features
 from peft_video.testing import random_videos
 
 
@@ -14,8 +15,11 @@ def video_embeds(model, videos, mask=None):
 
 
 def baseline_embeds(model, videos):
-    with model.disable_adapter():
-        return video_embeds(model, videos)
+    """The plain mean of stock CLIP's frame embeddings: TFVL's starting point. (The zero-shot baseline under
+    `disable_adapter()` is CLIP4Clip's meanP, which L2-normalises each frame embedding before the mean.)"""
+    mask = torch.ones(videos.shape[:2], dtype=torch.bool)
+    with torch.no_grad(), model.disable_adapter():
+        return mean_pooled_video_features(model.get_base_model(), videos, mask, normalize_frames=False).pooler_output
 
 
 def test_text_temp_alone_starts_exactly_at_the_mean_pooling_baseline(clip, clip_config):

@@ -104,8 +104,8 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(train, asset
     out = assets.root / "interrupted"
     # "killed" after step 5: the last checkpoint is step 3, so steps 4 and 5 are lost and redone
     assert train.main(argv_for(assets, out) + RESUME_ARGS + ["--stop_after_steps", "5"]) == {"stopped_at": 5}
-    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint-3"]
-    checkpoint_weights = load_file(out / "checkpoints" / "checkpoint-3" / "model.safetensors")
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint_3"]
+    checkpoint_weights = load_file(out / "checkpoints" / "checkpoint_3" / "model.safetensors")
     assert checkpoint_weights and all("video_adapter" in k for k in checkpoint_weights), (
         "checkpoint holds base weights"
     )
@@ -127,7 +127,7 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(train, asset
 
 
 def test_resume_refuses_a_checkpoint_of_another_method_or_base_model(train, assets, uninterrupted):
-    checkpoint = str(uninterrupted.output_dir / "checkpoints" / "checkpoint-6")
+    checkpoint = str(uninterrupted.output_dir / "checkpoints" / "checkpoint_6")
     out = assets.root / "other"
     with pytest.raises(ValueError, match="method: checkpoint 'tfvl' vs this run 'full_finetune'"):
         train.main(
@@ -205,7 +205,7 @@ def test_empty_split_fails_before_the_model_loads(train, assets, tmp_path):
 
 def test_config_file_values_and_command_line_overrides(tmp_path):
     load_script("train")
-    from cli_config import parse_args
+    from arguments import parse_args
 
     train_module = load_script("train")
     config = tmp_path / "run.json"
@@ -233,7 +233,7 @@ def test_parameter_groups_split_adapter_and_other_trainable_tensors(clip):
     from peft import get_peft_model
 
     from peft_video import TFVLConfig
-    from peft_video.training import parameter_groups
+    from peft_video.optimization import parameter_groups
 
     model = get_peft_model(clip, TFVLConfig(num_frames=4, modules_to_save=["visual_projection"]))
     groups = parameter_groups(model, learning_rate=1e-3, other_learning_rate=1e-6, weight_decay=0.1)
@@ -246,7 +246,7 @@ def test_parameter_groups_split_adapter_and_other_trainable_tensors(clip):
 
 
 def test_epoch_seeded_dataset_draws_depend_only_on_seed_epoch_and_index():
-    from peft_video.training import EpochSeededDataset
+    from peft_video.data import EpochSeededDataset
 
     class Draws(torch.utils.data.Dataset):
         def __len__(self):
@@ -265,16 +265,15 @@ def test_epoch_seeded_dataset_draws_depend_only_on_seed_epoch_and_index():
 
 @pytest.mark.parametrize("config", sorted((REPO / "examples" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_parses_and_names_a_valid_method_setup(train, config):
-    from cli_config import parse_args
+    from arguments import parse_args
 
-    from peft_video.training import BASELINES, build_method_config
+    from peft_video.loading import BASELINES
 
     model_args, data_args, train_args = parse_args(train.ALL_ARGUMENTS, ["--config", str(config)])
-    if model_args.method not in BASELINES:
-        fields = {**(model_args.method_config or {}), "num_frames": data_args.num_frames}
-        assert build_method_config(model_args.method, fields).num_frames == data_args.num_frames
-    train.metric_key(train_args.metric_for_best_model)
-    train.resolve_mixed_precision(train_args)
+    adapter_config = train.check_arguments(model_args, data_args, train_args)
+    assert (adapter_config is None) == (model_args.method in BASELINES)
+    if adapter_config is not None:
+        assert adapter_config.num_frames == data_args.num_frames
 
 
 @pytest.mark.parametrize("method", ["dgl", "prompt_cube"])
@@ -298,7 +297,78 @@ def test_frame_transform_reads_a_local_preprocessor_config_like_the_image_proces
     from transformers import CLIPImageProcessor
 
     from peft_video.data import ClipFrameTransform
+    from peft_video.loading import load_frame_transform
     from peft_video.synthetic import TINY_CLIP_PATH
 
     expected = ClipFrameTransform.from_processor(CLIPImageProcessor.from_pretrained(TINY_CLIP_PATH), image_size=64)
-    assert train.frame_transform(str(TINY_CLIP_PATH), 64) == expected
+    assert load_frame_transform(str(TINY_CLIP_PATH), 64) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--report_to", "wandb"], r"report_to: \['wandb'\] not installed"),
+        (["--metric_for_best_model", "text_to_video/R@3"], "metric_for_best_model must look like"),
+        (["--metric_for_best_model", "subsets/mood/text_to_video/R@1", "--subset_columns", "mood"], "column 'mood'"),
+    ],
+)
+def test_a_bad_setting_deletes_nothing_of_the_earlier_run(train, assets, uninterrupted, tmp_path, extra, match):
+    out = tmp_path / "earlier"
+    shutil.copytree(uninterrupted.output_dir, out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(ValueError, match=match):
+        train.main(argv_for(assets, out) + RESUME_ARGS + ["--overwrite_output_dir", "true"] + extra)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_base_model_id_names_the_hub_base_in_config_and_card_never_the_local_folder(train, assets, tmp_path):
+    out = tmp_path / "with_id"
+    argv = argv_for(assets, out) + ["--max_steps", "1", "--eval_steps", "1", "--base_model_id", "someone/tiny-clip"]
+    train.main(argv)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "someone/tiny-clip"
+    card = (out / "README.md").read_text()
+    assert "base_model: someone/tiny-clip" in card and str(assets.clip) not in card
+    # without the option the card names no base model at all (the base is a local folder)
+    train.main(argv_for(assets, tmp_path / "without") + ["--max_steps", "1", "--eval_steps", "1"])
+    card = (tmp_path / "without" / "README.md").read_text()
+    assert "base_model:" not in card and str(assets.clip) not in card
+
+
+def test_training_fields_take_transformers_names_where_transformers_has_the_option(train):
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    theirs = {f.name for f in dataclasses.fields(TrainingArguments)}
+    ours = {f.name for f in dataclasses.fields(train.TrainArguments)}
+    # Ours alone: `overwrite_output_dir` and `logging_dir` are transformers 4's names (5 dropped them), the others have
+    # no TrainingArguments counterpart (`eval_before_training` is the zero-shot baseline, not `eval_on_start`).
+    specific = {"overwrite_output_dir", "logging_dir", "eval_before_training", "dsl_temperature", "license"}
+    assert ours - theirs == specific | {"stop_after_steps"}
+
+
+def test_selection_metric_names_are_checked_before_training_and_read_after():
+    from peft_video.evaluation import check_metric_name, greater_is_better, metric_value
+
+    for name in (
+        "text_to_video/R@1",
+        "video_to_text/MnR",
+        "subsets/order/text_to_video/R@5",
+        "twin_accuracy/accuracy",
+    ):
+        check_metric_name(name, columns=["order", "pair"], subset_columns=["order"], twin_column="pair")
+    for name, match in [
+        ("text_to_video/R@3", "must look like"),
+        ("test/R@1", "must look like"),
+        ("subsets/mood/text_to_video/R@1", r"needs 'mood' in subset_columns"),
+        ("twin_accuracy/accuracy", "needs a twin_column"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            check_metric_name(name, subset_columns=["order"])
+    with pytest.raises(ValueError, match=r"needs the column 'order' \(subset_columns\); the split has \['video'\]"):
+        check_metric_name("subsets/order/text_to_video/R@1", columns=["video"], subset_columns=["order"])
+    metrics = {"text_to_video": {"R@1": 40.0, "MnR": 3.5}, "twin_accuracy": {"accuracy": 75.0}}
+    assert metric_value(metrics, "twin_accuracy/accuracy") == 75.0
+    with pytest.raises(KeyError, match="video_to_text/R@1"):
+        metric_value(metrics, "video_to_text/R@1")
+    assert greater_is_better("text_to_video/R@1") and not greater_is_better("subsets/x/video_to_text/MnR")

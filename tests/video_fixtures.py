@@ -1,95 +1,19 @@
 """Writers for tiny test videos, healthy and broken, made with PyAV so that no test needs a download.
 
-Healthy videos encode their frame index in the brightness of every pixel (`frame_level(i)`), so a test can tell which
-frames a decoder returned with `frame_index_of(frame)`, even after lossy compression.
+Healthy videos (`write_video`, in `peft_video.testing` so that benchmarks use it too) encode their frame index in the
+brightness of every pixel (`frame_level(i)`), so a test can tell which frames a decoder returned with
+`frame_index_of(frame)`, even after lossy compression.
 """
 
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-LEVEL_OFFSET = 16
-LEVEL_STEP = 7
-MAX_INDEXED_FRAMES = (235 - LEVEL_OFFSET) // LEVEL_STEP  # stay inside video-range luma
-
-
-def frame_level(index: int) -> int:
-    """Grey level written into frame `index` of an indexed test video."""
-    if index > MAX_INDEXED_FRAMES:
-        raise ValueError(f"indexed test videos hold at most {MAX_INDEXED_FRAMES + 1} frames, asked for index {index}")
-    return LEVEL_OFFSET + LEVEL_STEP * index
-
-
-def frame_index_of(frame: np.ndarray) -> int:
-    """Recover the index written by `frame_level` from a decoded RGB frame (any size)."""
-    return int(round((float(np.asarray(frame, dtype=np.float64).mean()) - LEVEL_OFFSET) / LEVEL_STEP))
-
-
-def _indexed_frames(num_frames: int, width: int, height: int) -> list[np.ndarray]:
-    return [np.full((height, width, 3), frame_level(i), dtype=np.uint8) for i in range(num_frames)]
-
-
-def _pattern_frames(num_frames: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
-    """Moving, textured frames (a realistic encoding load for benchmarks, unlike flat grey)."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, size=(height, width * 2, 3), dtype=np.uint8)
-    base = ((base.astype(np.uint16) + np.roll(base, 1, axis=1)) // 2).astype(np.uint8)
-    frames = []
-    for i in range(num_frames):
-        shift = (i * 4) % width
-        frames.append(np.ascontiguousarray(base[:, shift : shift + width]))
-    return frames
-
-
-def write_video(
-    path: str | os.PathLike,
-    *,
-    num_frames: int = 8,
-    width: int = 64,
-    height: int = 48,
-    fps: int = 8,
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    container_format: str | None = None,
-    frames: list[np.ndarray] | None = None,
-    pattern: str = "indexed",
-    metadata: dict[str, str] | None = None,
-    rotation: int | None = None,
-) -> Path:
-    """Write a video with PyAV and return its path.
-
-    `pattern="indexed"` writes flat frames whose grey level encodes their index; `"moving"` writes textured frames.
-    `rotation` stores display-matrix rotation metadata (degrees) on the stream when this PyAV build allows it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if frames is None:
-        make = _indexed_frames if pattern == "indexed" else _pattern_frames
-        frames = make(num_frames, width, height)
-    with av.open(str(path), mode="w", format=container_format) as container:
-        if metadata:
-            container.metadata.update(metadata)
-        stream = container.add_stream(codec, rate=fps)
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = pix_fmt
-        stream.time_base = Fraction(1, fps)
-        if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "crf": "18"}
-        if rotation is not None:
-            stream.metadata["rotate"] = str(rotation)
-        for array in frames:
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from peft_video.testing import frame_index_of, frame_level, write_video  # noqa: F401  (the tests' writers)
 
 
 def write_audio_only(path: str | os.PathLike, seconds: float = 0.5, rate: int = 16000) -> Path:
@@ -132,6 +56,21 @@ def write_truncated(path: str | os.PathLike, keep_fraction: float = 0.5, **video
     write_video(path, **video_kwargs)
     data = path.read_bytes()
     path.write_bytes(data[: max(1, int(len(data) * keep_fraction))])
+    return path
+
+
+def write_partly_decodable(path: str | os.PathLike, num_frames: int = 24, **video_kwargs) -> Path:
+    """A healthy .mp4 whose sample data is zeroed from the middle of its `mdat` box on: the header (moov, at the end)
+    still announces `num_frames` frames, but decoding breaks part-way (corrupt sample data, as after a bad copy)."""
+    path = Path(path)
+    write_video(path, num_frames=num_frames, **video_kwargs)
+    data = bytearray(path.read_bytes())
+    mdat, moov = data.find(b"mdat"), data.find(b"moov")
+    if not 0 < mdat < moov:
+        raise RuntimeError("expected an mp4 with mdat before moov; cannot build a partly decodable fixture")
+    start = mdat + 4 + (moov - 8 - mdat - 4) // 2
+    data[start : moov - 4] = bytes(moov - 4 - start)
+    path.write_bytes(bytes(data))
     return path
 
 

@@ -21,8 +21,11 @@ Text-video retrieval metrics in both directions: text->video and video->text rec
 (MdR) and mean rank (MnR). One row per caption: `predictions` is that caption's similarity with every video of the
 gallery (all rows the same length), `references` the index of the caption's video. Several captions may share a video.
 Text->video ranks each caption's video among all videos; video->text ranks, for each video that has a caption, the
-best-ranked of its own captions among all captions. Ties between the ground truth and a wrong candidate count against
-the ground truth by default (`tie_policy="pessimistic"`), so a model with constant scores is never rewarded.
+best-ranked of its own captions among all captions (`video_to_text_protocol="collaborative_experts"`, default) or
+its caption set, scored by its best caption, among the videos' caption sets (`"clip4clip"`: what CLIP4Clip, X-Pool
+and the papers reporting MSVD, MSR-VTT-full and VATEX use). Ties between the ground truth and a wrong candidate
+count against the ground truth by default (`tie_policy="pessimistic"`), so a model with constant scores is never
+rewarded.
 Dual-softmax numbers (`dsl_temperature`) are added beside the raw ones under "dsl", never in their place.
 """
 
@@ -36,15 +39,17 @@ Args:
         that rewards ties; never report it).
     chunk_size: caption rows (and video columns) compared at once; bounds memory. Default 1024.
     dsl_temperature: if set, also report dual-softmax metrics with softmax(similarity / dsl_temperature) as prior.
+    video_to_text_protocol: "collaborative_experts" (default) or "clip4clip" (see the description).
 Returns:
     {"text_to_video": {"R@1", "R@5", "R@10", "MdR", "MnR", "num_queries"}, "video_to_text": {...},
-     "tie_policy": str} and, with dsl_temperature, "dsl": {"text_to_video": {...}, "video_to_text": {...},
-     "temperature": float}.
+     "tie_policy": str, "video_to_text_protocol": str} and, with dsl_temperature, "dsl": {"text_to_video": {...},
+     "video_to_text": {...}, "temperature": float}.
 Examples:
     >>> metric = evaluate.load("./metrics/text_video_retrieval")
     >>> metric.compute(predictions=[[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]], references=[0, 1, 0], ks=[1])
     {'text_to_video': {'R@1': 100.0, 'MdR': 1.0, 'MnR': 1.0, 'num_queries': 3}, 'video_to_text': {'R@1': 100.0, \
-'MdR': 1.0, 'MnR': 1.0, 'num_queries': 2}, 'tie_policy': 'pessimistic'}
+'MdR': 1.0, 'MnR': 1.0, 'num_queries': 2}, 'tie_policy': 'pessimistic', 'video_to_text_protocol': \
+'collaborative_experts'}
 """
 
 _CITATION = """\
@@ -81,6 +86,7 @@ class TextVideoRetrieval(evaluate.Metric):
         tie_policy="pessimistic",
         chunk_size=DEFAULT_CHUNK_SIZE,
         dsl_temperature=None,
+        video_to_text_protocol="collaborative_experts",
     ) -> dict:
         try:
             similarity = torch.tensor(predictions, dtype=torch.float64)
@@ -97,4 +103,5 @@ class TextVideoRetrieval(evaluate.Metric):
             tie_policy=tie_policy,
             chunk_size=chunk_size,
             dsl_temperature=dsl_temperature,
+            video_to_text_protocol=video_to_text_protocol,
         )

@@ -13,7 +13,7 @@ Typical use (the training script builds this from an adapter config):
 
 from .cache import FrameCache, build_frame_cache, default_cache_dir
 from .collate import VideoTextCollator
-from .dataset import DataErrorSummary, FailedSample, VideoTextDataset
+from .dataset import DataErrorSummary, FailedSample, VideoTextDataset, VideoTextSample
 from .decoding import (
     DecodedVideo,
     DecordReader,
@@ -23,20 +23,30 @@ from .decoding import (
     VideoReader,
     available_backends,
     decode_frames,
+    partial_video,
 )
-from .errors import DecoderCrashedError, DecodeTimeoutError, ManifestError, VideoDecodeError
+from .errors import DecoderCrashedError, DecodeTimeoutError, ManifestError, PartialVideoError, VideoDecodeError
 from .isolation import IsolatedDecoder, decode_many
 from .manifest import (
     VideoIndex,
+    conflicting_video_ids,
     first_caption_per_video,
     from_hub_dataset,
     load_manifest,
     rows_to_dataset,
+    shared_video_files,
     unique_videos,
     write_manifest,
 )
 from .public_datasets import PUBLIC_DATASETS, BuildReport, build_public_dataset
-from .sampling import FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES, FrameSampling, sample_frame_indices
+from .sampling import (
+    DEFAULT_NUM_FRAMES,
+    FRAME_SAMPLING_STRATEGIES,
+    SHORT_VIDEO_POLICIES,
+    FrameSampling,
+    sample_frame_indices,
+)
+from .seeding import EpochSeededDataset
 from .transforms import ClipFrameTransform
 
 __all__ = [
@@ -44,17 +54,20 @@ __all__ = [
     "BuildReport",
     "build_public_dataset",
     "ClipFrameTransform",
+    "DEFAULT_NUM_FRAMES",
     "DataErrorSummary",
     "DecodeTimeoutError",
     "DecodedVideo",
     "DecoderCrashedError",
     "DecordReader",
+    "EpochSeededDataset",
     "FRAME_SAMPLING_STRATEGIES",
     "FailedSample",
     "FrameCache",
     "FrameSampling",
     "IsolatedDecoder",
     "ManifestError",
+    "PartialVideoError",
     "PyAVReader",
     "SHORT_VIDEO_POLICIES",
     "TorchCodecReader",
@@ -64,16 +77,20 @@ __all__ = [
     "VideoReader",
     "VideoTextCollator",
     "VideoTextDataset",
+    "VideoTextSample",
     "available_backends",
     "build_frame_cache",
+    "conflicting_video_ids",
     "decode_frames",
     "decode_many",
     "default_cache_dir",
     "first_caption_per_video",
     "from_hub_dataset",
     "load_manifest",
+    "partial_video",
     "rows_to_dataset",
     "sample_frame_indices",
+    "shared_video_files",
     "unique_videos",
     "write_manifest",
 ]

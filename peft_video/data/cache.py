@@ -5,7 +5,9 @@ built with (segment centres, chunk points or the first T at the fixed fps), resi
 `short_side` and centre-cropped to `short_side` x `short_side` (CLIP's own resize and crop, so nothing CLIP would
 see is lost when `short_side` equals the model's input size). Videos shorter than T follow the sampling's
 short-video policy and their mask is stored. Videos that failed to decode are stored as failures with their
-reason, so a loader reports them without retrying.
+reason, so a loader reports them without retrying. Partly decodable videos follow the library's one policy
+(`decoding.partial_video`): stored as the shorter video they are, with decoded and announced frame counts, and named
+in the build's warnings (default), or stored as failures (`partial="raise"`, `peft-video cache --strict`).
 
 Consequence for training: a dataset reading from the cache sees the same frames every epoch (no random position
 inside each segment). Use it for evaluation, for fast experiments, or accept the missing temporal jitter.
@@ -13,12 +15,19 @@ inside each segment). Use it for evaluation, for fast experiments, or accept the
 Layout of a cache directory:
 - `frames.u8`: raw uint8 array [N, T, S, S, 3] (a `numpy.memmap`);
 - `cache.json`: format version, the `FrameSampling`, `short_side`, shape, and one entry per video (path, row, status,
-  reason, mask, source size/mtime so that a changed file is decoded afresh instead of served stale).
+  reason, mask, decoded and announced frame counts, and the source's size, mtime and content fingerprint).
+
+A cached clip is served only while its source is unchanged: same size and mtime (checked on every access), and the
+same content fingerprint (size plus a SHA-1 of the first and last MiB; checked once per file and process). The
+fingerprint catches a file replaced by one of the same size with its mtime preserved (`cp -p`, `rsync -t`, a restored
+backup); a changed file is decoded afresh instead of served stale.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,15 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .decoding import DecodedVideo, VideoMetadata
-from .errors import VideoDecodeError
+from .decoding import DecodedVideo, VideoMetadata, partial_video
+from .errors import PartialVideoError, VideoDecodeError
 from .sampling import FrameSampling
 from .transforms import ClipFrameTransform
 
 CACHE_FORMAT = "peft_video.frame_cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: content fingerprint and announced frame count per entry
 FRAMES_FILE = "frames.u8"
 INDEX_FILE = "cache.json"
+
+logger = logging.getLogger(__name__)
 
 
 def default_cache_dir(manifest: str | os.PathLike) -> Path:
@@ -45,12 +56,47 @@ def default_cache_dir(manifest: str | os.PathLike) -> Path:
     return manifest.with_name(manifest.name + ".frames")
 
 
+def manifest_frame_cache(manifest: str | os.PathLike, sampling: FrameSampling) -> FrameCache | None:
+    """The frame cache that `peft-video cache` wrote beside `manifest` (`<manifest>.frames/`) when there is one built
+    with `sampling`; None otherwise (a cache built with other sampling is reported and left unused)."""
+    directory = default_cache_dir(manifest)
+    if not (directory / INDEX_FILE).is_file():
+        return None
+    found = FrameCache.open(directory)
+    try:
+        found.check_sampling(sampling)
+    except ValueError as err:
+        logger.warning("not using the frame cache beside the manifest: %s", err)
+        return None
+    logger.info("using the frame cache at %s", directory)
+    return found
+
+
+FINGERPRINT_CHUNK = 1 << 20
+
+
 def _stat_key(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
+
+
+def content_fingerprint(path: str | os.PathLike, chunk: int = FINGERPRINT_CHUNK) -> str | None:
+    """A cheap content fingerprint: the size and a SHA-1 of the first and last `chunk` bytes (the whole file when it
+    is smaller than two chunks). None when the file cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            digest = hashlib.sha1(str(size).encode())
+            digest.update(handle.read(chunk))
+            if size > chunk:
+                handle.seek(max(chunk, size - chunk))
+                digest.update(handle.read(chunk))
+    except OSError:
+        return None
+    return f"{size}:{digest.hexdigest()}"
 
 
 @dataclass
@@ -62,7 +108,9 @@ class _Entry:
     indices: list[int]
     size: int | None
     mtime_ns: int | None
+    fingerprint: str | None
     num_frames: int
+    announced_frames: int
     fps: float
 
 
@@ -77,6 +125,7 @@ class FrameCache:
         self.shape = tuple(info["shape"])
         self.entries = {e["video"]: _Entry(**{k: v for k, v in e.items() if k != "video"}) for e in info["videos"]}
         self._frames: np.memmap | None = None
+        self._unchanged: dict[str, bool] = {}  # content fingerprint verdicts of this process
 
     @classmethod
     def open(cls, directory: str | os.PathLike) -> FrameCache:
@@ -91,13 +140,15 @@ class FrameCache:
         if info.get("format") != CACHE_FORMAT or info.get("version") != CACHE_VERSION:
             raise ValueError(
                 f"{index} is not a version-{CACHE_VERSION} {CACHE_FORMAT} file "
-                f"(format={info.get('format')!r}, version={info.get('version')!r})"
+                f"(format={info.get('format')!r}, version={info.get('version')!r}); rebuild it with "
+                "`peft-video cache MANIFEST`"
             )
         return cls(directory, info)
 
     def __getstate__(self):  # reopen the memmap lazily in each DataLoader worker
         state = dict(self.__dict__)
         state["_frames"] = None
+        state["_unchanged"] = {}
         return state
 
     @property
@@ -110,10 +161,16 @@ class FrameCache:
         return len(self.entries)
 
     def __contains__(self, path: object) -> bool:
-        entry = self.entries.get(str(path))
+        """True when `path` is cached and its source is unchanged (size, mtime, then content fingerprint)."""
+        path = str(path)
+        entry = self.entries.get(path)
         if entry is None:
             return False
-        return _stat_key(str(path)) == (entry.size, entry.mtime_ns) or entry.size is None
+        if _stat_key(path) != (entry.size, entry.mtime_ns):
+            return False
+        if path not in self._unchanged:
+            self._unchanged[path] = content_fingerprint(path) == entry.fingerprint
+        return self._unchanged[path]
 
     def check_sampling(self, sampling: FrameSampling) -> None:
         """Raise ValueError when `sampling` differs from the cache's (image size excepted: the transform resizes)."""
@@ -131,19 +188,35 @@ class FrameCache:
         if entry.status != "ok":
             raise VideoDecodeError(path, f"{entry.reason} (recorded in frame cache {self.directory})")
         frames = torch.from_numpy(np.array(self.frames[entry.row]))
-        meta = VideoMetadata(
+        meta = self.read_metadata(path)
+        return DecodedVideo(frames, torch.tensor(entry.mask, dtype=torch.bool), entry.indices, meta)
+
+    def summary(self) -> dict[str, int]:
+        """Counts: `videos`, `ok` (cached), `failed`, and `partial` (cached as shorter, partly decodable videos)."""
+        ok = sum(e.status == "ok" for e in self.entries.values())
+        partial = sum(e.status == "ok" and e.announced_frames > e.num_frames for e in self.entries.values())
+        return {"videos": len(self.entries), "ok": ok, "failed": len(self.entries) - ok, "partial": partial}
+
+    def partial_videos(self) -> dict[str, str]:
+        """Each cached, partly decodable video with the policy's warning (decoded vs announced frames)."""
+        return {
+            video: partial_video(video, self.read_metadata(video))
+            for video, entry in self.entries.items()
+            if entry.status == "ok" and entry.announced_frames > entry.num_frames
+        }
+
+    def read_metadata(self, path: str) -> VideoMetadata:
+        """What the cache recorded about `path` when it decoded it."""
+        entry = self.entries[str(path)]
+        return VideoMetadata(
             entry.num_frames,
             entry.fps,
             self.short_side,
             self.short_side,
             entry.num_frames / entry.fps if entry.fps else 0.0,
             "cache",
+            announced_frames=entry.announced_frames,
         )
-        return DecodedVideo(frames, torch.tensor(entry.mask, dtype=torch.bool), entry.indices, meta)
-
-    def summary(self) -> dict[str, int]:
-        ok = sum(e.status == "ok" for e in self.entries.values())
-        return {"videos": len(self.entries), "ok": ok, "failed": len(self.entries) - ok}
 
 
 def build_frame_cache(
@@ -156,8 +229,12 @@ def build_frame_cache(
     timeout: float = 60.0,
     backend: str = "auto",
     progress: bool = True,
+    partial: str = "keep",
 ) -> FrameCache:
-    """Decode each distinct video once (isolated helper processes, per-video timeout) into a cache at `directory`."""
+    """Decode each distinct video once (isolated helper processes, per-video timeout) into a cache at `directory`.
+
+    `partial`: what to do with a partly decodable video (`decoding.partial_video`): "keep" stores the shorter video
+    and logs a warning naming it (`FrameCache.partial_videos()` lists them), "raise" records it as a failure."""
     from .isolation import decode_many
 
     videos = list(dict.fromkeys(str(v) for v in videos))
@@ -167,12 +244,24 @@ def build_frame_cache(
     store = np.memmap(directory / FRAMES_FILE, dtype=np.uint8, mode="w+", shape=shape) if videos else None
     resize = ClipFrameTransform(shortest_edge=short_side, crop_size=short_side)
     entries: list[dict[str, Any]] = [{} for _ in videos]
+    # The source's identity is taken before decoding: a file that changes meanwhile no longer matches its entry.
+    identities = [(_stat_key(v) or (None, None), content_fingerprint(v)) for v in videos]
     bar = _progress(len(videos), "caching frames", progress)
     for row, result in decode_many(videos, sampling, jobs=jobs, timeout=timeout, backend=backend):
-        size_mtime = _stat_key(videos[row]) or (None, None)
-        entry = {"video": videos[row], "row": row, "size": size_mtime[0], "mtime_ns": size_mtime[1]}
+        (size, mtime_ns), fingerprint = identities[row]
+        entry = {"video": videos[row], "row": row, "size": size, "mtime_ns": mtime_ns, "fingerprint": fingerprint}
+        if not isinstance(result, VideoDecodeError):
+            try:
+                warning = partial_video(videos[row], result.metadata, partial)
+            except PartialVideoError as err:
+                result = err
+            else:
+                if warning is not None:
+                    logger.warning("%s", warning)
         if isinstance(result, VideoDecodeError):
-            entry.update(status="error", reason=result.reason, mask=[], indices=[], num_frames=0, fps=0.0)
+            entry.update(
+                status="error", reason=result.reason, mask=[], indices=[], num_frames=0, announced_frames=0, fps=0.0
+            )
         else:
             store[row] = resize.resize_and_crop(result.frames).permute(0, 2, 3, 1).numpy()
             entry.update(
@@ -181,6 +270,7 @@ def build_frame_cache(
                 mask=result.mask.tolist(),
                 indices=list(result.indices),
                 num_frames=result.metadata.num_frames,
+                announced_frames=result.metadata.announced_frames,
                 fps=result.metadata.fps,
             )
         entries[row] = entry

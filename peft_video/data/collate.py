@@ -19,7 +19,8 @@ class VideoTextCollator:
     frames first), `video_id` and `caption` lists, `video` (paths), and, when a tokenizer is given, `input_ids` /
     `attention_mask` [B, max_text_length] (padded; truncated captions keep their EOT token). Failed samples
     (`on_error="skip"`) are dropped and listed under `errors` as `{"video", "reason"}` dicts; a batch whose samples all
-    failed has `batch_size == 0` and no tensors (`DataErrorSummary.track` skips it).
+    failed has `batch_size == 0` and no tensors (`DataErrorSummary.track` skips it). Partly decodable videos used as
+    shorter videos are listed under `partial_videos` as `{"video", "decoded_frames", "announced_frames"}` dicts.
 
     Args:
         tokenizer: A CLIP tokenizer (anything callable like a Hugging Face tokenizer); None leaves text out.
@@ -33,7 +34,8 @@ class VideoTextCollator:
     def __call__(self, samples: list[dict | FailedSample]) -> dict[str, Any]:
         errors = [{"video": s.video, "reason": s.reason} for s in samples if isinstance(s, FailedSample)]
         good = [s for s in samples if not isinstance(s, FailedSample)]
-        batch: dict[str, Any] = {"errors": errors, "batch_size": len(good)}
+        partial = [s["partial"] for s in good if s.get("partial")]
+        batch: dict[str, Any] = {"errors": errors, "partial_videos": partial, "batch_size": len(good)}
         if not good:
             return batch
         # default_collate stacks straight into shared memory inside DataLoader workers (one copy fewer per batch).

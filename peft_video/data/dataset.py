@@ -9,6 +9,12 @@ Bad input (`on_error`):
   process (worker processes cannot update an object of the main process).
 - `"raise"`: a `VideoDecodeError` naming the file propagates (the DataLoader re-raises it in the main process).
 
+Partly decodable files (fewer frames decode than the header announces: a truncated file, corrupt sample data) follow
+the library's one policy (`decoding.partial_video`): with `"skip"` the item is the shorter video, a warning names the
+file with decoded vs announced frames (once per file and process), and the item carries `partial` so that the
+collator lists it under `batch["partial_videos"]` and `DataErrorSummary` counts it; with `"raise"` a
+`PartialVideoError` propagates.
+
 Hangs and crashes: with `decode_timeout` set (the default, 60 s) every video is decoded in a helper process owned by
 the worker (`IsolatedDecoder`); a hang is killed after the timeout and a native crash kills only the helper, and both
 are handled by `on_error` like any unreadable file. The worker pool itself never dies or blocks. `decode_timeout=None`
@@ -20,14 +26,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .decoding import DecodedVideo, decode_frames
-from .errors import VideoDecodeError
+from .decoding import DecodedVideo, decode_frames, partial_video
+from .errors import VideoDecodeError, partial_reason
 from .isolation import IsolatedDecoder
 from .sampling import FrameSampling
 from .transforms import ClipFrameTransform
@@ -46,36 +52,77 @@ class FailedSample:
     index: int = -1
 
 
+class VideoTextSample(Mapping):
+    """One loaded (video, caption) pair: a read-only mapping of `pixel_values`, `video_mask`, `video_id`, `caption`,
+    `video` and `frame_indices`.
+
+    A sample, not a `dict` of columns, on purpose: `transformers.Trainer` removes from every dict sample the keys that
+    the model's forward does not name, and for a PeftModel it reads the *base* CLIPModel's forward, which names
+    neither `video_mask` nor `caption`. Trainer leaves other samples to the collator whole.
+    """
+
+    def __init__(self, fields: Mapping[str, Any]):
+        self._fields = dict(fields)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"VideoTextSample(video={self._fields.get('video')!r}, caption={self._fields.get('caption')!r})"
+
+
 @dataclass
 class DataErrorSummary:
     """Failed samples seen in the main process. Use `for batch in summary.track(loader): ...` and print it at the end.
 
     `failures` maps each video to its (first) reason; `count` counts every failed item (a video can fail each epoch).
+    `partial` maps each partly decodable video that was used as a shorter video to `(decoded, announced)` frames.
     """
 
     failures: dict[str, str] = field(default_factory=dict)
     count: int = 0
     reasons: Counter = field(default_factory=Counter)
+    partial: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def record(self, errors: Iterable[dict[str, str]]) -> None:
-        """Add a batch's `errors` list."""
+    def record(self, errors: Iterable[dict[str, str]], partial: Iterable[dict[str, Any]] = ()) -> None:
+        """Add a batch's `errors` list (and its `partial_videos` list)."""
         for error in errors:
             self.count += 1
             self.failures.setdefault(error["video"], error["reason"])
             self.reasons[_reason_kind(error["reason"])] += 1
+        for item in partial:
+            self.partial.setdefault(item["video"], (int(item["decoded_frames"]), int(item["announced_frames"])))
+
+    def record_batch(self, batch: dict[str, Any]) -> None:
+        """Add what a collated batch reports: its `errors` and `partial_videos`."""
+        self.record(batch.get("errors", ()), batch.get("partial_videos", ()))
 
     def track(self, loader: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Yield the loader's batches, recording their errors and skipping batches whose samples all failed."""
         for batch in loader:
-            self.record(batch.get("errors", ()))
+            self.record_batch(batch)
             if batch.get("batch_size", 1) > 0:
                 yield batch
 
     def __str__(self) -> str:
-        if not self.count:
-            return "data errors: none"
-        lines = [f"data errors: {self.count} failed samples from {len(self.failures)} videos"]
-        lines += [f"  {video}: {reason}" for video, reason in sorted(self.failures.items())]
+        lines = []
+        if self.count:
+            lines.append(f"data errors: {self.count} failed samples from {len(self.failures)} videos")
+            lines += [f"  {video}: {reason}" for video, reason in sorted(self.failures.items())]
+        else:
+            lines.append("data errors: none")
+        if self.partial:
+            lines.append(f"partly decodable videos used as shorter videos: {len(self.partial)}")
+            lines += [
+                f"  {video}: {partial_reason(decoded, announced)}"
+                for video, (decoded, announced) in sorted(self.partial.items())
+            ]
         return "\n".join(lines)
 
 
@@ -139,6 +186,7 @@ class VideoTextDataset(torch.utils.data.Dataset):
         if self.cache is not None and train:
             logger.info("frame cache in use: training sees the cached evaluation positions (no temporal jitter)")
         self._decoder: IsolatedDecoder | None = None
+        self._warned_partial: set[str] = set()
 
     @classmethod
     def from_manifest(
@@ -153,20 +201,11 @@ class VideoTextDataset(torch.utils.data.Dataset):
     ) -> VideoTextDataset:
         """Load a manifest (`load_manifest`) and, with `cache="auto"`, use the frame cache that `peft-video cache`
         wrote beside it (`<manifest>.frames/`) when there is one built with the same sampling; otherwise decode."""
-        from .cache import INDEX_FILE, FrameCache, default_cache_dir
+        from .cache import manifest_frame_cache
         from .manifest import load_manifest
 
         if isinstance(cache, str) and cache == "auto":
-            directory = default_cache_dir(manifest)
-            cache = None
-            if (directory / INDEX_FILE).is_file():
-                found = FrameCache.open(directory)
-                try:
-                    found.check_sampling(sampling)
-                    cache = found
-                    logger.info("using the frame cache at %s", directory)
-                except ValueError as err:
-                    logger.warning("not using the frame cache beside the manifest: %s", err)
+            cache = manifest_frame_cache(manifest, sampling)
         return cls(load_manifest(manifest, split=split), sampling, transform, cache=cache, **kwargs)
 
     def __len__(self) -> int:
@@ -175,6 +214,7 @@ class VideoTextDataset(torch.utils.data.Dataset):
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_decoder"] = None  # each worker starts its own helper process
+        state["_warned_partial"] = set()
         return state
 
     def _decode(self, path: str) -> DecodedVideo:
@@ -188,28 +228,37 @@ class VideoTextDataset(torch.utils.data.Dataset):
         seed = int(torch.randint(0, 2**62, (1,)).item()) if self.train else None
         return self._decoder.decode(path, self.sampling, train=self.train, seed=seed)
 
-    def load(self, index: int) -> dict[str, Any]:
+    def load(self, index: int) -> VideoTextSample:
         """The item at `index`; raises `VideoDecodeError` naming the file when it cannot be loaded."""
         path = self._videos[index]
         caption = self._captions[index]
         if not isinstance(caption, str) or not caption.strip():
             raise VideoDecodeError(path, f"empty caption at row {index}")
         video = self._decode(path)
-        pixel_values = self.transform.resize_and_crop(video.frames)
-        if self.normalize:
-            pixel_values = self.transform.normalize(pixel_values)
-        if not video.mask.all():
-            pixel_values[~video.mask] = 0  # padded slots stay exact zeros after normalisation
-        return {
-            "pixel_values": pixel_values,
-            "video_mask": video.mask,
-            "video_id": self._video_ids[index],
-            "caption": caption,
-            "video": path,
-            "frame_indices": video.indices,
-        }
+        warning = partial_video(path, video.metadata, "raise" if self.on_error == "raise" else "keep")
+        if warning is not None and path not in self._warned_partial:
+            self._warned_partial.add(path)
+            logger.warning("%s", warning)
+        return VideoTextSample(
+            {
+                "pixel_values": self.transform.video_pixel_values(video.frames, video.mask, self.normalize),
+                "video_mask": video.mask,
+                "video_id": self._video_ids[index],
+                "caption": caption,
+                "video": path,
+                "frame_indices": video.indices,
+                "partial": None
+                if warning is None
+                else {
+                    "video": path,
+                    "decoded_frames": video.metadata.num_frames,
+                    "announced_frames": video.metadata.announced_frames,
+                },
+                "duration": video.metadata.duration,
+            }
+        )
 
-    def __getitem__(self, index: int) -> dict[str, Any] | FailedSample:
+    def __getitem__(self, index: int) -> VideoTextSample | FailedSample:
         try:
             return self.load(index)
         except VideoDecodeError as err:

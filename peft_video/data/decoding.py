@@ -13,8 +13,13 @@ Decoder behaviour measured on this project's fixtures (decord 0.6.0, PyAV 18) an
   is re-raised as `VideoDecodeError(path, reason)`, and the fallback covers reading as well as opening.
 - PyAV is opened with `metadata_errors="replace"` (non-UTF-8 tags otherwise raise `UnicodeDecodeError`) and with
   `thread_type="SLICE"` (AUTO or FRAME threading can hang on corrupt input).
-- PyAV may deliver fewer frames than the stream header claims, without an error: the reader then raises
-  `ShortVideoError` carrying the true count, and `decode_frames` samples again from that count.
+- PyAV may deliver fewer frames than the stream header claims (a truncated file, corrupt sample data): the reader
+  raises `ShortVideoError` carrying the count it could decode, and `decode_frames` samples again from that count. The
+  result records both numbers (`VideoMetadata.announced_frames`); `partial_video` is the one policy every consumer
+  (validate, cache, preprocess, `VideoTextDataset`) applies to such a file: keep it as a shorter video and name it in
+  a warning (default), or treat it as an error (strict).
+- decord's bundled FFmpeg prints its messages to stderr, where they would leak into a command's output without a
+  file name: it is silenced here, and captured into the error's reason in the isolated helper (`native_log`).
 - Resolution can change mid-stream: PyAV frames are scaled to the size of the first decoded frame.
 - Rotation: PyAV does not apply the display matrix; this reader does (`np.rot90` by `frame.rotation`), so frames come
   out in display orientation, as players show them. Only rotations by multiples of 90 degrees are applied.
@@ -22,6 +27,7 @@ Decoder behaviour measured on this project's fixtures (decord 0.6.0, PyAV 18) an
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
@@ -32,7 +38,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from .errors import VideoDecodeError
+from . import native_log
+from .errors import PartialVideoError, VideoDecodeError, partial_reason
 from .sampling import FrameSampling, sample_frame_indices
 
 BACKENDS = ("decord", "pyav", "torchcodec")
@@ -43,7 +50,9 @@ class VideoMetadata:
     """What a reader knows about a video after opening it (before decoding frames).
 
     `num_frames` may be an estimate (PyAV without a frame count in the header: duration x fps); `width`/`height` are
-    0 when the backend learns them only by decoding (decord).
+    0 when the backend learns them only by decoding (decord). After `decode_frames`, `num_frames` is the number of
+    frames that could be decoded and `announced_frames` the number the file's header announces; the file is *partly
+    decodable* (`partial`) when the first is smaller (0 = not known / not checked).
     """
 
     num_frames: int
@@ -52,6 +61,12 @@ class VideoMetadata:
     height: int
     duration: float
     backend: str
+    announced_frames: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """True when fewer frames could be decoded than the header announces."""
+        return self.announced_frames > self.num_frames
 
 
 @runtime_checkable
@@ -104,6 +119,7 @@ class DecordReader:
     def open(self, path: str) -> VideoMetadata:
         import decord
 
+        native_log.quiet_decord()
         self._path = str(path)
         try:
             self._reader = decord.VideoReader(self._path, ctx=decord.cpu(0), num_threads=self.num_threads)
@@ -210,11 +226,14 @@ class PyAVReader:
                 if position >= last:
                     break
         except Exception as err:
-            if not found:
+            # Decoding broke part-way (corrupt data): a shorter video, like a stream that ends early, whether or not
+            # a requested frame was reached. The last frame out before the error is not trusted (the decoder
+            # conceals the damage in it).
+            usable = max(decoded - 1, 0)
+            if not usable:
                 raise VideoDecodeError(self._path, f"PyAV could not decode it: {_short(err)}") from err
-            # Decoding broke part-way (corrupt tail): treat as a shorter video, like a stream that ends early.
             raise ShortVideoError(
-                self._path, f"decoding stopped after {decoded} frames: {_short(err)}", max(decoded - 1, 0)
+                self._path, f"decoding stopped after {decoded} frames: {_short(err)}", usable
             ) from err
         if pending:
             raise ShortVideoError(
@@ -281,7 +300,11 @@ def available_backends() -> list[str]:
     """Backends importable in this environment, in preference order."""
     found = []
     for name, module in (("decord", "decord"), ("pyav", "av"), ("torchcodec", "torchcodec")):
-        if importlib.util.find_spec(module) is not None:
+        try:
+            installed = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken or deliberately hidden installation counts as absent
+            installed = False
+        if installed:
             found.append(name)
     return found
 
@@ -310,7 +333,7 @@ def backend_chain(backend: str = "auto") -> list[str]:
     else:
         raise ValueError(f"unknown video backend {backend!r}; expected 'auto' or one of {BACKENDS}")
     if not chain:
-        raise ImportError("no video backend installed: install decord or av (PyAV)")
+        raise ImportError("no video backend installed: install av (PyAV), or decord where it has wheels")
     return chain
 
 
@@ -363,7 +386,9 @@ def decode_frames(
 
     Videos whose frames exceed `max_frame_pixels` (width x height, from the container header) are refused before any
     frame is decoded: T frames of an 8K video would take gigabytes in a worker. None disables the check.
-    Raises `VideoDecodeError` naming the file and every backend's reason when no backend can decode it.
+    Raises `VideoDecodeError` naming the file and every backend's reason when no backend can decode it. A partly
+    decodable file is returned as the shorter video it is, with `metadata.announced_frames` >
+    `metadata.num_frames`; callers apply `partial_video` to it.
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -383,6 +408,7 @@ def decode_frames(
             indices, mask = sample_frame_indices(meta.num_frames, meta.fps, sampling, train=train, generator=generator)
             try:
                 frames = reader.get_frames(indices)
+                meta = dataclasses.replace(meta, announced_frames=meta.num_frames)
             except ShortVideoError as short:
                 if short.actual_num_frames < 1:
                     raise
@@ -393,6 +419,7 @@ def decode_frames(
                     meta.height,
                     short.actual_num_frames / meta.fps if meta.fps else 0.0,
                     meta.backend,
+                    announced_frames=meta.num_frames,
                 )
                 indices, mask = sample_frame_indices(
                     meta.num_frames, meta.fps, sampling, train=train, generator=generator
@@ -407,6 +434,25 @@ def decode_frames(
         finally:
             reader.close()
     raise VideoDecodeError(path, "; ".join(reasons))
+
+
+PARTIAL_VIDEO_POLICIES = ("keep", "raise")
+
+
+def partial_video(path: str | os.PathLike, metadata: VideoMetadata, policy: str = "keep") -> str | None:
+    """The one policy for partly decodable files (fewer frames decoded than the header announces).
+
+    Returns None for a complete file. For a partial one: with `policy="keep"` (the default everywhere) returns the
+    warning to show, naming the file with decoded vs announced frames, and the caller uses the shorter video; with
+    `policy="raise"` (`on_error="raise"`, `--strict`) raises `PartialVideoError`.
+    """
+    if policy not in PARTIAL_VIDEO_POLICIES:
+        raise ValueError(f"partial-video policy must be one of {PARTIAL_VIDEO_POLICIES}, got {policy!r}")
+    if not metadata.partial:
+        return None
+    if policy == "raise":
+        raise PartialVideoError(path, metadata.num_frames, metadata.announced_frames)
+    return f"{path}: {partial_reason(metadata.num_frames, metadata.announced_frames)}; used as a shorter video"
 
 
 def _pad_frames(frames: torch.Tensor, num_frames: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import decoding
+from . import decoding, native_log
 from .errors import DecoderCrashedError, DecodeTimeoutError, VideoDecodeError
 from .sampling import FrameSampling
 
@@ -44,18 +44,31 @@ def _decode_for_transfer(path: str, sampling: FrameSampling, train: bool, seed: 
 
 
 def _serve(conn) -> None:
-    """Child loop: run calls until the pipe closes, answering ("ok", result) or ("error", path, reason)."""
+    """Child loop: run calls until the pipe closes, answering ("ok", result) or ("error", path, reason).
+
+    Native decoders' stderr is captured (never printed): after a failure its distinct messages join the reason."""
+    try:
+        stderr = native_log.NativeStderrCapture()
+    except OSError:  # no temporary file possible: decode anyway, native messages then reach stderr
+        stderr = None
     while True:
         try:
             call: IsolatedCall = conn.recv()
         except (EOFError, OSError):
             return
+        if stderr is not None:
+            stderr.clear()
         try:
             conn.send(("ok", call.function(*call.args)))
         except VideoDecodeError as err:
-            conn.send(("error", err.path, err.reason))
+            conn.send(("error", err.path, _with_native_log(err.reason, stderr)))
         except Exception as err:  # keep serving: report anything else against the file
-            conn.send(("error", call.path, f"{type(err).__name__}: {err}"))
+            conn.send(("error", call.path, _with_native_log(f"{type(err).__name__}: {err}", stderr)))
+
+
+def _with_native_log(reason: str, stderr: native_log.NativeStderrCapture | None) -> str:
+    said = stderr.text() if stderr is not None else ""
+    return f"{reason} [decoder log: {said}]" if said else reason
 
 
 _PARENT_ENDS: weakref.WeakSet = weakref.WeakSet()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("video", "caption")
 DEFAULT_SPLIT = "all"
@@ -201,10 +204,41 @@ class VideoIndex:
     captions_per_video: list[list[int]]
 
 
+def _files_per_id(dataset: Any) -> dict[str, list[str]]:
+    files: dict[str, dict[str, None]] = {}
+    for vid, path in zip(dataset["video_id"], dataset["video"]):
+        files.setdefault(str(vid), {})[str(path)] = None
+    return {vid: list(paths) for vid, paths in files.items()}
+
+
+def conflicting_video_ids(dataset: Any) -> dict[str, list[str]]:
+    """Each `video_id` that rows give to more than one file, with those files (first-appearance order). Evaluation
+    treats one id as one video, so captions of the other files would be scored against the wrong video."""
+    return {vid: paths for vid, paths in _files_per_id(dataset).items() if len(paths) > 1}
+
+
+def shared_video_files(dataset: Any) -> dict[str, list[str]]:
+    """Each file that rows give more than one `video_id`, with those ids (the same video twice in a gallery)."""
+    ids: dict[str, dict[str, None]] = {}
+    for vid, path in zip(dataset["video_id"], dataset["video"]):
+        ids.setdefault(str(path), {})[str(vid)] = None
+    return {path: list(vids) for path, vids in ids.items() if len(vids) > 1}
+
+
 def unique_videos(dataset: Any) -> VideoIndex:
-    """Distinct videos of a (video, caption)-per-row dataset and, per caption, the index of its video."""
+    """Distinct videos of a (video, caption)-per-row dataset and, per caption, the index of its video.
+
+    A video is a `video_id`; its file is the first row's. An id given to several files is logged as a warning naming
+    them (`peft-video validate` reports it as an error)."""
     ids = [str(v) for v in dataset["video_id"]]
     paths = list(dataset["video"])
+    for vid, files in conflicting_video_ids(dataset).items():
+        logger.warning(
+            "video_id %r names %d different files (%s); the first is used for all its captions",
+            vid,
+            len(files),
+            ", ".join(files),
+        )
     position: dict[str, int] = {}
     video_ids, videos, caption_to_video, per_video = [], [], [], []
     for row, (vid, path) in enumerate(zip(ids, paths)):

@@ -15,11 +15,21 @@ and MSVD):
 - didemo (train, val, test; paragraph-to-video): train_data.json, val_data.json, test_data.json;
 - activitynet (train, val_1, val_2; paragraph-to-video): train.json, val_1.json, val_2.json;
 - lsmdc (train, val, test): LSMDC16_annos_training.csv, LSMDC16_annos_val.csv, LSMDC16_challenge_1000_publictect.csv;
-- vatex (train, val, test): vatex_training_v1.0.json, vatex_validation_v1.0.json,
-  vatex_public_test_english_v1.1.json.
+- vatex, official splits (train, val, test): vatex_training_v1.0.json, vatex_validation_v1.0.json,
+  vatex_public_test_english_v1.1.json;
+- vatex, the retrieval split of HGR (Chen et al., CVPR 2020) that the retrieval literature reports (CLIP2Video,
+  TS2-Net, DGL, ...): `train` (the official 25,991) and `hgr_val` / `hgr_test` (1,500 + 1,500 videos, HGR's random
+  halves of the official validation file), from the split lists that code ships, `val_list.txt` / `test_list.txt`
+  (CLIP2Video's `data/vatex_data/`) or HGR's own `val_names.npy` / `tst_names.npy`, with the captions of
+  vatex_validation_v1.0.json; videos in list order.
 
 Videos are matched by name: the annotation's file name or id, with any common video extension, anywhere under
-`video_dir` (LSMDC's per-movie folders and ActivityNet's optional `v_` prefix included).
+`video_dir` (LSMDC's per-movie folders and ActivityNet's optional `v_` prefix included). Paths are absolute, so a
+manifest written anywhere (`write_manifest`) points at them relative to its own folder.
+
+Each row carries a `benchmark` column with the dataset's name, and every `PublicDatasetSpec` says which video->text
+protocol the papers on it report (`peft_video.metrics`: "clip4clip" for all six; it only matters where a video has
+several captions: MSVD, MSR-VTT's full splits, VATEX).
 """
 
 from __future__ import annotations
@@ -39,7 +49,10 @@ from .manifest import rows_to_dataset
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".3gp", ".flv", ".wmv")
+VIDEO_EXTENSIONS = (
+    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".3gp", ".3g2", ".flv", ".wmv", ".mts",
+    ".m2ts",
+)  # fmt: skip
 
 
 @dataclass
@@ -80,7 +93,7 @@ class VideoFolder:
     """Finds videos under a folder by file name or by stem (any extension), indexing the folder once."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # absolute paths: valid from wherever the manifest is written
         if not self.root.is_dir():
             raise FileNotFoundError(f"video folder not found: {self.root}")
         self.by_name: dict[str, str] = {}
@@ -184,22 +197,28 @@ def _msvd(directory: Path, split: str) -> list[_Annotated]:
 
 
 def _didemo(directory: Path, split: str) -> list[_Annotated]:
+    # The official files name some videos with two extensions (`x.mov` and `x.mp4`, or `x.` and `x.mp4`): one video,
+    # so its descriptions are grouped by the id without the extension (val: 1094 file names, 1065 videos; test: 1037
+    # and 1004), in annotation order.
     entries = _read_json(_need(directory, f"{split}_data.json"))
     paragraphs: dict[str, list[str]] = {}
+    names: dict[str, dict[str, None]] = {}
     for entry in entries:
         try:
-            paragraphs.setdefault(entry["video"], []).append(entry["description"].strip())
+            video_id = os.path.splitext(entry["video"])[0]
+            paragraphs.setdefault(video_id, []).append(entry["description"].strip())
+            names.setdefault(video_id, {})[entry["video"]] = None
         except (KeyError, TypeError, AttributeError) as err:
             where = directory / f"{split}_data.json"
             raise ManifestError(f"{where}: entry without video/description: {entry!r}") from err
     return [
         _Annotated(
-            os.path.splitext(video)[0],
-            (video, os.path.splitext(video)[0]),
+            video_id,
+            (*names[video_id], video_id),
             [" ".join(sentences)],
             {"sentences": len(sentences)},
         )
-        for video, sentences in paragraphs.items()
+        for video_id, sentences in paragraphs.items()
     ]
 
 
@@ -251,29 +270,71 @@ def _lsmdc(directory: Path, split: str) -> list[_Annotated]:
 # --- VATEX
 
 
-def _vatex(directory: Path, split: str) -> list[_Annotated]:
-    file = {
-        "train": "vatex_training_v1.0.json",
-        "val": "vatex_validation_v1.0.json",
-        "test": "vatex_public_test_english_v1.1.json",
-    }[split]
+VATEX_FILES = {
+    "train": "vatex_training_v1.0.json",
+    "val": "vatex_validation_v1.0.json",
+    "test": "vatex_public_test_english_v1.1.json",
+}
+# HGR's halves of the official validation file: the list names of CLIP4Clip-derived code, then HGR's own files.
+VATEX_HGR_LISTS = {"hgr_val": ("val_list.txt", "val_names.npy"), "hgr_test": ("test_list.txt", "tst_names.npy")}
+
+
+def _vatex_entries(directory: Path, file: str) -> list[dict[str, Any]]:
     entries = _read_json(_need(directory, file))
-    return [_Annotated(e["videoID"], (e["videoID"],), list(e.get("enCap", []))) for e in entries]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "videoID" in e for e in entries):
+        raise ManifestError(f"{directory / file}: expected a list of objects with videoID and enCap")
+    return entries
+
+
+def _split_list(directory: Path, names: tuple[str, ...]) -> tuple[Path, list[str]]:
+    for name in names:
+        path = directory / name
+        if path.suffix == ".txt" and path.is_file():
+            return path, [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if path.suffix == ".npy" and path.is_file():
+            import numpy as np
+
+            try:
+                ids = np.load(path, allow_pickle=False)  # a plain array of strings; pickled objects are refused
+            except ValueError as err:
+                raise ManifestError(f"{path}: expected an array of video ids saved without pickle ({err})") from err
+            return path, [str(i) for i in ids.tolist()]
+    raise FileNotFoundError(f"split list {' or '.join(names)} not found in {directory}")
+
+
+def _vatex(directory: Path, split: str) -> list[_Annotated]:
+    if split in VATEX_FILES:
+        entries = _vatex_entries(directory, VATEX_FILES[split])
+        return [_Annotated(e["videoID"], (e["videoID"],), list(e.get("enCap", []))) for e in entries]
+    captions = {e["videoID"]: list(e.get("enCap", [])) for e in _vatex_entries(directory, VATEX_FILES["val"])}
+    path, ids = _split_list(directory, VATEX_HGR_LISTS[split])
+    unknown = [i for i in ids if i not in captions]
+    if unknown:
+        raise ManifestError(
+            f"{path}: {len(unknown)} video id(s) are not in {VATEX_FILES['val']} (HGR's split halves the official "
+            f"validation set), e.g. {unknown[:5]}"
+        )
+    return [_Annotated(i, (i,), captions[i]) for i in ids]
 
 
 @dataclass(frozen=True)
 class PublicDatasetSpec:
-    """A benchmark's splits, with the published (videos, captions) counts of each; None where not fixed."""
+    """A benchmark's splits, with the published (videos, captions) counts of each (None where not fixed), and the
+    video->text protocol (`peft_video.metrics`) that papers on it report."""
 
     name: str
     parse: Callable[[Path, str], list[_Annotated]]
     expected: dict[str, tuple[int | None, int | None]]
     paragraph: bool = False
+    # CLIP4Clip and the code derived from it (X-Pool, CLIP2Video, TS2-Net, DGL, Prompt Switch) produce the numbers
+    # that the methods here are compared with; their multi-sentence evaluation ranks a video's caption set, scored
+    # by its best caption, among videos.
+    video_to_text_protocol: str = "clip4clip"
 
 
 # Published sizes: MSR-VTT (Xu et al. 2016; 9k/7k and 1k-A splits as used by CLIP4Clip), MSVD (Chen & Dolan 2011,
 # 1200/100/670 split), DiDeMo (Hendricks et al. 2017), ActivityNet Captions (Krishna et al. 2017; val_2 as released),
-# LSMDC 2016 challenge, VATEX v1.0/v1.1 (Wang et al. 2019).
+# LSMDC 2016 challenge, VATEX v1.0/v1.1 (Wang et al. 2019) and HGR's retrieval split of it (Chen et al. 2020).
 PUBLIC_DATASETS: dict[str, PublicDatasetSpec] = {
     "msrvtt": PublicDatasetSpec(
         "msrvtt",
@@ -301,7 +362,15 @@ PUBLIC_DATASETS: dict[str, PublicDatasetSpec] = {
         "lsmdc", _lsmdc, {"train": (101079, 101079), "val": (7408, 7408), "test": (1000, 1000)}
     ),
     "vatex": PublicDatasetSpec(
-        "vatex", _vatex, {"train": (25991, 259910), "val": (3000, 30000), "test": (6000, 60000)}
+        "vatex",
+        _vatex,
+        {
+            "train": (25991, 259910),
+            "val": (3000, 30000),
+            "test": (6000, 60000),
+            "hgr_val": (1500, 15000),
+            "hgr_test": (1500, 15000),
+        },
     ),
 }
 
@@ -340,7 +409,16 @@ def build_public_dataset(
             continue
         report.found_videos += 1
         for caption in captions:
-            rows.append({"video": path, "caption": caption, "video_id": item.video_id, "split": split, **item.extra})
+            rows.append(
+                {
+                    "video": path,
+                    "caption": caption,
+                    "video_id": item.video_id,
+                    "split": split,
+                    "benchmark": name,
+                    **item.extra,
+                }
+            )
     if report.missing_videos:
         if missing == "raise":
             raise ManifestError(str(report))

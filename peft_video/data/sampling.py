@@ -23,8 +23,7 @@ from typing import Any
 
 import torch
 
-FRAME_SAMPLING_STRATEGIES = ("segments", "chunked_segments", "fps")
-SHORT_VIDEO_POLICIES = ("repeat", "pad")
+from .defaults import DEFAULT_NUM_FRAMES, FRAME_SAMPLING_STRATEGIES, SHORT_VIDEO_POLICIES
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class FrameSampling:
         short_video_policy: `"repeat"` or `"pad"` for videos with fewer usable frames than `num_frames`.
     """
 
-    num_frames: int = 12
+    num_frames: int = DEFAULT_NUM_FRAMES
     frame_sampling: str = "segments"
     sampling_fps: float | None = None
     frame_chunk_size: int | None = None
@@ -75,7 +74,7 @@ class FrameSampling:
         `frame_chunk_size`, `image_size`; a dict works too). `overrides` (e.g. `short_video_policy`) win."""
         get = config.get if isinstance(config, dict) else lambda name, default=None: getattr(config, name, default)
         values = {
-            "num_frames": get("num_frames", 12),
+            "num_frames": get("num_frames", DEFAULT_NUM_FRAMES),
             "frame_sampling": get("frame_sampling", "segments"),
             "sampling_fps": get("sampling_fps", None),
             "frame_chunk_size": get("frame_chunk_size", None),

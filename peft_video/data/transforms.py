@@ -121,6 +121,17 @@ class ClipFrameTransform:
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.resize_and_crop(frames))
 
+    def video_pixel_values(self, frames: torch.Tensor, mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """One sampled clip as the model sees it: uint8 frames [T, H, W, 3] -> [T, 3, crop, crop] (float normalised,
+        or uint8 when `normalize` is False), padded slots (`mask` False) exact zeros. The one place that turns decoded
+        frames into model inputs: datasets, the frame cache and `VideoTextProcessor` all go through it."""
+        pixel_values = self.resize_and_crop(frames)
+        if normalize:
+            pixel_values = self.normalize(pixel_values)
+        if not mask.all():
+            pixel_values[~mask] = 0  # padded slots stay exact zeros after normalisation
+        return pixel_values
+
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """Centre crop [..., H, W] to size x size, zero-padding first when smaller (as transformers does)."""

@@ -1,10 +1,11 @@
-"""Upload an adapter folder to the Hub without losing its model card.
+"""Upload an adapter to the Hub without losing its model card.
 
 `PeftModel.push_to_hub` is transformers' `PushToHubMixin.push_to_hub`, which (transformers 5.x) runs `save_pretrained`
 into a temporary folder and then overwrites that folder's README.md with the card already on the Hub or, for a new
 repository, with transformers' generic card (`library_name: transformers`, "[More Information Needed]" everywhere).
 The card `save_pretrained` just wrote (ours and peft's) never reaches the Hub. `push_adapter_to_hub` does the same job
-in the other order: the Hub's README first, then `save_pretrained`, whose card writing merges into it, then upload.
+in the other order: the Hub's README first, then `save_pretrained` (and `write_model_card` with the caller's facts),
+whose card writing merges into it, then upload.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
-README_NAME = "README.md"
+from .model_card import README_NAME, write_model_card
 
 
 def push_adapter_to_hub(
     model: Any,
     repo_id: str,
     *,
+    card: Mapping[str, Any] | None = None,
     commit_message: str | None = None,
     private: bool | None = None,
     token: str | bool | None = None,
@@ -29,10 +32,12 @@ def push_adapter_to_hub(
     api: Any = None,
     **save_kwargs: Any,
 ) -> Any:
-    """Save `model` (a PeftModel) with `save_pretrained` and upload the folder to `repo_id`; returns the commit info.
+    """Save `model` (a peft_video PeftModel) with `save_pretrained` and upload the folder to `repo_id`; returns the
+    commit info.
 
-    A README already on the Hub is downloaded first and merged by the card writer (its front matter and text are
-    kept, our block replaced). `save_kwargs` go to `save_pretrained` (e.g. `selected_adapters`). `api` is an
+    A README already on the Hub is downloaded first and merged by the card writer (its metadata and text are kept,
+    our block replaced). `card` holds `write_model_card`'s keyword arguments (training setup, test results, license,
+    ...) for the uploaded card; `adapter_id` defaults to `repo_id`. `save_kwargs` go to `save_pretrained`. `api` is an
     `huggingface_hub.HfApi` (injectable for tests); by default one is created with `token`.
     """
     from huggingface_hub import HfApi
@@ -48,6 +53,7 @@ def push_adapter_to_hub(
         if remote_card is not None:
             shutil.copyfile(remote_card, os.path.join(folder, README_NAME))
         model.save_pretrained(folder, **save_kwargs)
+        write_model_card(folder, model.active_peft_config, **{"adapter_id": repo_id, **(card or {})})
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -24,7 +24,7 @@ IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def tiny_clip_config(image_size: int = 64) -> CLIPConfig:
+def world_clip_config(image_size: int = 64) -> CLIPConfig:
     """The tiny CLIP's architecture: ViT 64 px / patch 16 / width 128 / 4 layers, text width 128 / 4 layers,
     vocabulary = the world's words, 77 text positions, projection 128 (1.7 M parameters)."""
     vocab = world_vocabulary()

@@ -88,7 +88,7 @@ class PromptCubeConfig(VideoAdapterConfig):
         modules_to_save (`list[str]`, *optional*):
             Base-model modules that peft copies, trains and saves with the adapter, e.g.
             `["vision_model", "text_model"]` to reproduce the paper's full fine-tuning (see
-            `peft_video.training.parameter_groups`).
+            `peft_video.optimization.parameter_groups`).
     """
 
     num_frames: int = field(default=12, metadata={"help": "Maximum frames per video (a multiple of num_prompts)."})

@@ -1,0 +1,268 @@
+"""What a training or evaluation run loads, each failure naming the thing: the data splits (the offline world or a
+manifest), the base CLIPModel with its tokenizer and frame transform, the model of a method chosen by name, and a
+saved model to evaluate (an adapter folder or Hub id, a fine-tuned CLIPModel folder, or a base model's zero-shot
+baseline). `examples/train.py` and `examples/evaluate.py` are built from these; so can any other script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("offline_world", "manifest")
+BASELINES: dict[str, str] = {
+    "zero_shot": "frozen CLIP, mean of the frame embeddings (evaluation only)",
+    "full_finetune": "every CLIP weight trained, mean of the frame embeddings (CLIP4Clip-meanP)",
+}
+
+
+@dataclasses.dataclass
+class DataSourceArguments:
+    """Where the videos and captions come from and how they are decoded (the data fields every script shares)."""
+
+    dataset: str = dataclasses.field(
+        default="offline_world",
+        metadata={"help": f"One of {DATASETS}: the synthetic world (generated if missing) or a manifest file."},
+    )
+    manifest: str | None = dataclasses.field(default=None, metadata={"help": "dataset=manifest: CSV/TSV/JSONL path."})
+    dataset_name: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Name of the data in metrics and the model card: a public benchmark's name (msrvtt, msvd, "
+            "didemo, activitynet, lsmdc, vatex) or a Hub dataset id puts its Hub id in the card (default: derived)."
+        },
+    )
+    data_dir: str = dataclasses.field(
+        default="data/offline_world", metadata={"help": "dataset=offline_world: where the world is (or is written)."}
+    )
+    world_num_train: int = dataclasses.field(default=512, metadata={"help": "offline_world: training videos."})
+    world_num_val: int = dataclasses.field(default=128, metadata={"help": "offline_world: validation videos."})
+    world_num_test: int = dataclasses.field(default=256, metadata={"help": "offline_world: test videos."})
+    world_num_frames: int = dataclasses.field(default=12, metadata={"help": "offline_world: frames per video."})
+    world_seed: int = dataclasses.field(default=0, metadata={"help": "offline_world: generator seed."})
+    video_backend: str = dataclasses.field(default="auto", metadata={"help": "auto, decord, pyav or torchcodec."})
+    decode_timeout: float = dataclasses.field(
+        default=60.0,
+        metadata={"help": "Seconds per video in an isolated helper process; 0 decodes in-process (faster)."},
+    )
+    subset_columns: list[str] = dataclasses.field(
+        default_factory=lambda: ["is_order_sensitive"],
+        metadata={"help": "Boolean manifest columns whose true rows also get their own metrics (if present)."},
+    )
+    twin_column: str | None = dataclasses.field(
+        default="order_pair_id",
+        metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; known datasets: {list(DATASETS)}")
+        if self.dataset == "manifest" and not self.manifest:
+            raise ValueError("dataset=manifest needs manifest=<path to a CSV/TSV/JSONL manifest>")
+
+    def prepare(self, accelerator: Any = None) -> tuple[Path, str]:
+        """The manifest to read and the data's name; writes the offline world first when it is missing (on the main
+        process, the others waiting)."""
+        if self.dataset == "manifest":
+            if not Path(self.manifest).is_file():
+                raise FileNotFoundError(f"manifest not found: {self.manifest}")
+            return Path(self.manifest), self.dataset_name or Path(self.manifest).stem
+        from contextlib import nullcontext
+
+        from .synthetic import WorldConfig, write_world
+
+        if not (Path(self.data_dir) / "manifest.jsonl").exists():
+            logging.getLogger(__name__).warning("writing the offline world to %s (first run only)", self.data_dir)
+        with accelerator.main_process_first() if accelerator is not None else nullcontext():
+            manifest = write_world(
+                self.data_dir, self.world_num_train, self.world_num_val, self.world_num_test,
+                config=WorldConfig(num_frames=self.world_num_frames, seed=self.world_seed),
+            )  # fmt: skip
+        return Path(manifest), self.dataset_name or "peft_video offline world"
+
+
+def load_split(manifest: str | Path, split: str, role: str, limit: int | None = None):
+    """One split of a manifest as a `datasets.Dataset` (its first `limit` rows); empty or missing is an error naming
+    the split, its role (training, validation, ...) and the file."""
+    from .data import ManifestError, load_manifest
+
+    try:
+        data = load_manifest(manifest, split=split)
+    except ManifestError as err:
+        raise ValueError(f"{role} split {split!r} of {manifest} is empty or unreadable: {err}") from err
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    if len(data) == 0:
+        raise ValueError(f"{role} split {split!r} of {manifest} has no rows")
+    return data
+
+
+def load_base_model(name: str | None = None, role: str = "base model"):
+    """`(CLIPModel, its name)`; `None` is the offline world's tiny CLIP. An error names the model and the role."""
+    from transformers import CLIPModel
+
+    from .synthetic import TINY_CLIP_PATH
+
+    name = name or str(TINY_CLIP_PATH)
+    try:
+        return CLIPModel.from_pretrained(name), name
+    except (OSError, ValueError) as err:
+        hint = (
+            " (the tiny CLIP is made by `python examples/pretrain_tiny_clip.py`)"
+            if name == str(TINY_CLIP_PATH)
+            else ""
+        )
+        raise OSError(f"{role} {name!r} cannot be loaded as a CLIPModel{hint}: {err}") from err
+
+
+def load_tokenizer(name: str):
+    """The tokenizer at `name` (a folder or Hub id), with an error naming it."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise OSError(f"tokenizer {name!r} cannot be loaded (set tokenizer_name): {err}") from err
+
+
+def load_frame_transform(model_name: str, image_size: int):
+    """CLIP preprocessing from the base model's image processor settings when it has them, else OpenAI CLIP's at
+    `image_size`. A local folder's preprocessor_config.json is read directly (no image-processor backend needed)."""
+    from types import SimpleNamespace
+
+    from .data import ClipFrameTransform
+
+    folder = Path(model_name)
+    if folder.is_dir():
+        config_file = folder / "preprocessor_config.json"
+        if not config_file.is_file():
+            return ClipFrameTransform.for_image_size(image_size)
+        settings = SimpleNamespace(**json.loads(config_file.read_text()))
+        return ClipFrameTransform.from_processor(settings, image_size=image_size)
+    try:
+        from transformers import CLIPImageProcessor
+
+        processor = CLIPImageProcessor.from_pretrained(model_name)
+    except (OSError, ValueError):
+        return ClipFrameTransform.for_image_size(image_size)
+    return ClipFrameTransform.from_processor(processor, image_size=image_size)
+
+
+def known_method_names() -> list[str]:
+    """Every name a run's `method` may take: the registered adapter methods, then the baselines."""
+    from .registry import video_methods
+
+    return [*video_methods(), *BASELINES]
+
+
+def check_method_name(method: str) -> None:
+    """Raise a ValueError naming the known methods (and the closest one) when `method` is none of them."""
+    known = known_method_names()
+    if method not in known:
+        hint = difflib.get_close_matches(str(method), known, n=1)
+        raise ValueError(
+            f"unknown method {method!r}; known methods: {known}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
+
+
+def build_method_config(method: str, fields: Mapping[str, Any] | None = None):
+    """The adapter config of a registered method built from `fields`; a field the config class does not have is a
+    ValueError listing the valid ones (and the closest); the config's `__post_init__` validates the values."""
+    from .registry import video_methods
+
+    check_method_name(method)
+    if method in BASELINES:
+        raise ValueError(f"{method!r} is a baseline, not an adapter method: it has no adapter config")
+    config_class = video_methods()[method].config_cls
+    valid = sorted(f.name for f in dataclasses.fields(config_class) if f.init)
+    unknown = sorted(set(fields or {}) - set(valid))
+    if unknown:
+        hints = ", ".join(
+            f"{name!r} -> {h[0]!r}?" for name in unknown if (h := difflib.get_close_matches(name, valid, 1))
+        )
+        raise ValueError(
+            f"{config_class.__name__} has no field(s) {unknown}"
+            + (f" ({hints})" if hints else "")
+            + f"; valid fields: {valid}"
+        )
+    return config_class(**dict(fields or {}))
+
+
+def build_model(method: str, clip, adapter_config=None, *, num_frames: int, train_logit_scale: bool = False):
+    """The model `method` trains on `clip`: a peft_video adapter model (`adapter_config`), or a `MeanPoolingCLIP` for
+    the baselines (frozen for `zero_shot`, every weight trainable for `full_finetune`)."""
+    from peft import get_peft_model
+
+    from .baselines import MeanPoolingCLIP
+
+    if method in BASELINES:
+        trainable = method == "full_finetune"
+        return MeanPoolingCLIP(
+            clip, num_frames, trainable=trainable, train_logit_scale=trainable and train_logit_scale
+        )
+    return get_peft_model(clip, adapter_config)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model loaded for evaluation: `model` (adapter model or `MeanPoolingCLIP`), its `adapter_config` (None for a
+    baseline), the `base_model` it runs on (a folder or Hub id that also holds its tokenizer) and the `method` name."""
+
+    model: Any
+    adapter_config: Any
+    base_model: str
+    method: str
+
+
+def load_trained_model(
+    adapter_name_or_path: str | None = None, base_model: str | None = None, num_frames: int | None = None
+) -> LoadedModel:
+    """Load what `adapter_name_or_path` names: a peft_video adapter (folder or Hub id; its base model from its
+    `adapter_config.json` unless `base_model` is given), a fine-tuned CLIPModel folder (`full_finetune` output), or,
+    with no adapter, `base_model`'s zero-shot baseline. Baselines take `num_frames` frames (default 12)."""
+    from peft import PeftConfig, PeftModel
+
+    from .baselines import MeanPoolingCLIP
+
+    frames = num_frames or 12
+    if adapter_name_or_path is None:
+        if base_model is None:
+            raise ValueError("give --adapter_name_or_path (an adapter) or --base_model (its zero-shot baseline)")
+        clip, name = load_base_model(base_model)
+        return LoadedModel(MeanPoolingCLIP(clip, frames), None, name, "zero_shot")
+    folder = Path(adapter_name_or_path)
+    if folder.is_dir() and not (folder / "adapter_config.json").is_file():
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{folder} holds neither adapter_config.json (an adapter) nor config.json (a CLIP)"
+            )
+        clip, name = load_base_model(str(folder), role="fine-tuned model")
+        return LoadedModel(MeanPoolingCLIP(clip, frames), None, name, "full_finetune")
+    try:
+        config = PeftConfig.from_pretrained(adapter_name_or_path)
+    except Exception as err:  # noqa: BLE001  (peft raises ValueError/OSError/HTTP errors alike)
+        raise OSError(
+            f"adapter {adapter_name_or_path!r} is neither a local folder with adapter_config.json nor a reachable Hub "
+            f"repository: {err}"
+        ) from err
+    base = base_model or config.base_model_name_or_path
+    if not base:
+        raise ValueError(f"adapter {adapter_name_or_path!r} does not name its base model; pass --base_model")
+    try:
+        clip, name = load_base_model(base)
+    except OSError as err:
+        origin = (
+            "--base_model" if base_model else f"base_model_name_or_path in {adapter_name_or_path}'s adapter_config"
+        )
+        raise OSError(
+            f"the base model of adapter {adapter_name_or_path!r} cannot be found: {base!r} (from {origin}); pass "
+            f"--base_model with a folder or Hub id of that CLIPModel. Cause: {err}"
+        ) from err
+    model = PeftModel.from_pretrained(clip, adapter_name_or_path)
+    method = str(getattr(config.peft_type, "value", config.peft_type)).lower()
+    return LoadedModel(model, model.active_peft_config, name, method)
