@@ -440,10 +440,16 @@ class TestMethodCommon:
         # |s t·v - s t'·v'| <= s (|t - t'| + |v - v'|) for unit vectors, s = exp(logit_scale)
         assert (got_logits - logits).abs().max() <= 2 * math.exp(CLIP_CONFIG.logit_scale_init_value) * tolerance
 
+        batch = inputs(2)
+        with torch.no_grad():
+            video_dtype = created.get_video_features(pixel_values=batch["pixel_values"]).pooler_output.dtype
+            text_dtype = created.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output.dtype
+        assert video_dtype == text_dtype == dtype, "features come in the base model's dtype"
+
         created.train()
         before = {n: p.detach().clone() for n, p in adapter_tensors(created).items()}
         optimizer = torch.optim.SGD([p for p in created.parameters() if p.requires_grad], lr=0.1)
-        out = created(**inputs(2), return_loss=True)
+        out = created(**batch, return_loss=True)
         assert out.loss.dtype == out.logits_per_text.dtype == torch.float32, "the shared head runs in float32"
         assert torch.isfinite(out.loss)
         out.loss.backward()
