@@ -12,6 +12,12 @@ transfer of float batches, which caps the cache's rate once decoding is gone. "c
 `normalize=False` (uint8 through the DataLoader, a quarter of the bytes) and normalises each batch in the main loop
 (timed), as a training script would do on the GPU.
 Targets (issue 5): decord >= PyAV; cache >= 10x decord.
+
+Shard rows (issue 15): the same clips written by `write_shards` as 4 WebDataset tar shards and as 4 Parquet files with
+the bytes embedded, read by `StreamingVideoTextDataset` (evaluation order, no shuffling) with decord in the isolated
+helper, the bytes reaching it through the pipe: the same workload as "decord, isolated (default)" read from files.
+Also measured: reading the shards without decoding (samples/s), and the round trip of bytes to the isolated helper
+through its pipe and through a temporary file (what `PIPE_BYTES_LIMIT` in `peft_video/data/isolation.py` chooses by).
 """
 
 from __future__ import annotations
@@ -75,6 +81,71 @@ def _time_loader(dataset, workers: int, batch_size: int, passes: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+FILES_ROW = "decord, isolated (default)"
+SHARD_ROWS = (("WebDataset", "WebDataset shards (decord, isolated)"), ("Parquet", "Parquet bytes (decord, isolated)"))
+
+
+def shard_datasets(data, directory: Path, sampling) -> list[tuple[str, object]]:
+    """The clips as WebDataset and Parquet shards (4 of each), each wrapped in a `StreamingVideoTextDataset`."""
+    from peft_video.data.shard_writer import write_shards
+    from peft_video.data.shards import open_shards
+    from peft_video.data.streaming import StreamingVideoTextDataset
+
+    datasets = []
+    for (_, name), format in zip(SHARD_ROWS, ("webdataset", "parquet")):
+        out = directory / f"shards-{format}"
+        write_shards(data, out, format=format, max_shard_samples=max(1, len(data) // 4))
+        stream = StreamingVideoTextDataset(open_shards(out), sampling, backend="decord", decode_timeout=60.0)
+        datasets.append((name, stream))
+    return datasets
+
+
+def raw_read_rates(directory: Path, passes: int) -> dict[str, float]:
+    """Samples per second of reading each shard folder of `shard_datasets` without decoding (after one warm pass)."""
+    from peft_video.data.shards import open_shards
+
+    rates = {}
+    for format in ("webdataset", "parquet"):
+        samples = open_shards(directory / f"shards-{format}")
+        sum(1 for _ in samples)
+        start = time.perf_counter()
+        count = sum(1 for _ in range(passes) for _ in samples)
+        rates[format] = count / (time.perf_counter() - start)
+    return rates
+
+
+def _length(data) -> int:
+    return len(data)
+
+
+def _file_length(path: str) -> int:
+    return os.path.getsize(path)
+
+
+def transfer_costs(sizes_mib=(1, 10, 100), repeats: int = 3) -> list[tuple[int, float, float]]:
+    """(MiB, pipe ms, temporary file ms): round trips of bytes to an isolated helper that only measures them."""
+    from peft_video.data.isolation import IsolatedCall, IsolatedDecoder
+
+    decoder = IsolatedDecoder(timeout=120)
+    rows = []
+    for mib in sizes_mib:
+        data = os.urandom(mib * 2**20)
+        decoder.call(IsolatedCall("bench", _length, (data,)))  # start the helper
+        start = time.perf_counter()
+        for _ in range(repeats):
+            decoder.call(IsolatedCall("bench", _length, (data,)))
+        pipe = (time.perf_counter() - start) / repeats * 1000
+        start = time.perf_counter()
+        for _ in range(repeats):
+            with tempfile.NamedTemporaryFile(prefix="bench-") as handle:
+                handle.write(data)
+                handle.flush()
+                decoder.call(IsolatedCall("bench", _file_length, (handle.name,)))
+        rows.append((mib, pipe, (time.perf_counter() - start) / repeats * 1000))
+    decoder.close()
+    return rows
+
+
 def _column(workers: int) -> str:
     if workers == 0:
         return "in-process, 1 thread (videos/s)"
@@ -127,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
             rate = time_loader(dataset, workers, batch_size=4, passes=args.passes)
             results[(name, workers)] = rate
             print(f"{name:28s} workers={workers}: {rate:8.2f} videos/s", flush=True)
+    streams = shard_datasets(data, Path(temp.name), sampling)
+    for name, dataset in streams:
+        for workers in args.workers:
+            rate = time_loader(dataset, workers, batch_size=4, passes=args.passes)
+            results[(name, workers)] = rate
+            print(f"{name:28s} workers={workers}: {rate:8.2f} videos/s", flush=True)
+    raw = raw_read_rates(Path(temp.name), args.passes)
+    transfers = transfer_costs()
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("n/a",)
     lines = [
@@ -142,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "| backend | " + " | ".join(_column(w) for w in args.workers) + " |",
         "| --- | " + " | ".join("---:" for _ in args.workers) + " |",
     ]
-    for name, _ in configs:
+    for name in [c[0] for c in configs] + [s[0] for s in streams]:
         lines.append(f"| {name} | " + " | ".join(f"{results[(name, w)]:.2f}" for w in args.workers) + " |")
     decord = {w: results[("decord", w)] for w in args.workers}
     lines += [
@@ -154,6 +233,23 @@ def main(argv: list[str] | None = None) -> int:
             for w in args.workers
         )
         + ". Targets: decord >= PyAV, cache >= 10x decord.",
+        "",
+        "Shards against files (same clips, decord in the isolated helper): "
+        + "; ".join(
+            f"{_column(w).split(' (')[0]}: "
+            + ", ".join(
+                f"{label}/files {results[(row, w)] / results[(FILES_ROW, w)]:.2f}x" for label, row in SHARD_ROWS
+            )
+            for w in args.workers
+        )
+        + ".",
+        "",
+        f"Reading the shards without decoding (main process): WebDataset {raw['webdataset']:.0f} samples/s, Parquet "
+        f"{raw['parquet']:.0f} samples/s.",
+        "",
+        "Bytes to the isolated decoder helper, round trip of a call that only measures them: "
+        + "; ".join(f"{mib} MiB: pipe {pipe:.1f} ms, temporary file {file:.1f} ms" for mib, pipe, file in transfers)
+        + ".",
         "",
         f"Building the cache (`build_frame_cache`, 2 decoder processes) took {cache_build:.1f} s "
         f"for {len(clips)} clips.",

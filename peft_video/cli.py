@@ -7,6 +7,7 @@
     peft-video benchmark msrvtt --split test_1k --annotations msrvtt/anns --videos msrvtt/videos --out test.csv
     peft-video index data/test.csv --adapter outputs/demo_tfvl --out indexes/test
     peft-video search indexes/test "a red circle moves from left to right" -k 10 [--json] [--gallery hits.png]
+    peft-video shard data/train.csv --split train --out data/shards/train --format webdataset --max-shard-size 512MB
 
 The only module of the library that parses arguments; everything it does is available as functions in
 `peft_video.data`. Keep `build_parser` light (the library's modules are imported by the handlers): the console script,
@@ -323,6 +324,43 @@ def _search_commands(commands) -> None:
     app.set_defaults(run=_app)
 
 
+def _shard(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from peft_video.data import load_manifest
+    from peft_video.data.shard_writer import write_shards
+
+    data = load_manifest(args.manifest, split=args.split)
+    preprocess = None
+    if args.fps is not None or args.short_side is not None:
+        preprocess = {"fps": args.fps, "short_side": args.short_side, "codec": args.codec, "crf": args.crf}
+    splits = [args.split] if args.split is not None else sorted(set(data["split"]))
+    failed = 0
+    for split in splits:
+        rows = data
+        if args.split is None:  # one folder per split
+            rows = data.select([i for i, value in enumerate(data["split"]) if value == split])
+        out = args.out if args.split is not None else args.out / split
+        total = len(set(rows["video_id"]))
+        with tqdm(total=total, desc=f"sharding {split}", unit="video", disable=args.no_progress) as bar:
+            report = write_shards(
+                rows,
+                out,
+                format=args.format,
+                max_shard_size=args.max_shard_size,
+                max_shard_samples=args.max_shard_samples,
+                shuffle_seed=args.shuffle_seed,
+                preprocess=preprocess,
+                jobs=args.jobs,
+                timeout=args.timeout,
+                source=str(args.manifest.resolve()),
+                progress=lambda done, bar=bar: bar.update(done - bar.n),
+            )
+        print(report.summary())
+        failed += len(report.failed)
+    return 1 if args.strict and failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="peft-video", description="Video data tools for peft_video.")
@@ -380,6 +418,27 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--out", type=Path, required=True, help="manifest to write (.csv or .jsonl)")
     benchmark.add_argument("--strict", action="store_true", help="fail when an annotated video is missing")
     benchmark.set_defaults(run=_benchmark)
+
+    shard = commands.add_parser(
+        "shard",
+        help="write a manifest's videos as WebDataset or Parquet shards (one sample per video, all its captions)",
+    )
+    _common_arguments(shard, timeout=600.0)
+    shard.add_argument(
+        "--out", type=Path, required=True, help="output folder (with --split: the shards; else one folder per split)"
+    )
+    shard.add_argument("--format", choices=("webdataset", "parquet"), default="webdataset")
+    shard.add_argument("--max-shard-size", default="512MB", help="bytes per shard, e.g. 512MB, 1GiB (default: 512MB)")
+    shard.add_argument("--max-shard-samples", type=int, default=None, help="videos per shard at most")
+    shard.add_argument(
+        "--shuffle-seed", type=int, default=None, help="permute the videos before writing (recommended for training)"
+    )
+    shard.add_argument("--fps", type=float, default=None, help="re-encode to this frame rate (as `preprocess`)")
+    shard.add_argument("--short-side", type=int, default=None, help="re-encode to this short side (as `preprocess`)")
+    shard.add_argument("--codec", default="libx264", help="codec when re-encoding")
+    shard.add_argument("--crf", type=int, default=23, help="x264 quality when re-encoding")
+    shard.add_argument("--strict", action="store_true", help="exit 1 when a video could not be written")
+    shard.set_defaults(run=_shard)
     _search_commands(commands)
     return parser
 

@@ -9,6 +9,9 @@ Typical use (the training script builds this from an adapter config):
     errors = DataErrorSummary()
     for batch in errors.track(loader): ...
     print(errors)
+
+At scale, from shards (docs/shards.md): `peft-video shard` writes them, `open_shards` / `webdataset_samples` /
+`parquet_samples` / `dataset_samples` stream their raw samples, `StreamingVideoTextDataset` decodes them.
 """
 
 from .cache import FrameCache, build_frame_cache, default_cache_dir
@@ -19,11 +22,13 @@ from .decoding import (
     DecordReader,
     PyAVReader,
     TorchCodecReader,
+    VideoBytes,
     VideoMetadata,
     VideoReader,
     available_backends,
     decode_frames,
     partial_video,
+    sample_name,
 )
 from .errors import DecoderCrashedError, DecodeTimeoutError, ManifestError, PartialVideoError, VideoDecodeError
 from .isolation import IsolatedDecoder, decode_many
@@ -47,9 +52,23 @@ from .sampling import (
     sample_frame_indices,
 )
 from .seeding import EpochSeededDataset
+from .shard_writer import ShardReport, write_shards
+from .shards import dataset_samples, expand_shards, open_shards, parquet_samples, shard_index, webdataset_samples
+from .streaming import StreamingVideoTextDataset
 from .transforms import ClipFrameTransform
 
 __all__ = [
+    "ShardReport",
+    "StreamingVideoTextDataset",
+    "VideoBytes",
+    "dataset_samples",
+    "expand_shards",
+    "open_shards",
+    "parquet_samples",
+    "sample_name",
+    "shard_index",
+    "webdataset_samples",
+    "write_shards",
     "PUBLIC_DATASETS",
     "BuildReport",
     "build_public_dataset",

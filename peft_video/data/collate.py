@@ -32,7 +32,11 @@ class VideoTextCollator:
     _eot_id: int | None = field(default=None, init=False, repr=False)
 
     def __call__(self, samples: list[dict | FailedSample]) -> dict[str, Any]:
-        errors = [{"video": s.video, "reason": s.reason} for s in samples if isinstance(s, FailedSample)]
+        errors = [
+            {"video": s.video, "reason": s.reason, **getattr(s, "details", {})}  # a stream's failures say more
+            for s in samples
+            if isinstance(s, FailedSample)
+        ]
         good = [s for s in samples if not isinstance(s, FailedSample)]
         partial = [s["partial"] for s in good if s.get("partial")]
         batch: dict[str, Any] = {"errors": errors, "partial_videos": partial, "batch_size": len(good)}
@@ -44,6 +48,9 @@ class VideoTextCollator:
         batch["video_id"] = [s["video_id"] for s in good]
         batch["caption"] = [s["caption"] for s in good]
         batch["video"] = [s["video"] for s in good]
+        for name in ("captions", "key", "shard"):  # streamed samples (StreamingVideoTextDataset)
+            if name in good[0]:
+                batch[name] = [s[name] for s in good]
         if self.tokenizer is not None:
             batch.update(self.tokenize(batch["caption"]))
         return batch

@@ -235,10 +235,7 @@ class VideoTextDataset(torch.utils.data.Dataset):
         if not isinstance(caption, str) or not caption.strip():
             raise VideoDecodeError(path, f"empty caption at row {index}")
         video = self._decode(path)
-        warning = partial_video(path, video.metadata, "raise" if self.on_error == "raise" else "keep")
-        if warning is not None and path not in self._warned_partial:
-            self._warned_partial.add(path)
-            logger.warning("%s", warning)
+        partial = partial_video_record(path, video, self.on_error, self._warned_partial)
         return VideoTextSample(
             {
                 "pixel_values": self.transform.video_pixel_values(video.frames, video.mask, self.normalize),
@@ -247,13 +244,7 @@ class VideoTextDataset(torch.utils.data.Dataset):
                 "caption": caption,
                 "video": path,
                 "frame_indices": video.indices,
-                "partial": None
-                if warning is None
-                else {
-                    "video": path,
-                    "decoded_frames": video.metadata.num_frames,
-                    "announced_frames": video.metadata.announced_frames,
-                },
+                "partial": partial,
                 "duration": video.metadata.duration,
             }
         )
@@ -266,6 +257,23 @@ class VideoTextDataset(torch.utils.data.Dataset):
                 raise
             logger.warning("skipping sample %d: %s: %s", index, err.path, err.reason)
             return FailedSample(err.path, err.reason, index)
+
+
+def partial_video_record(name: str, video: DecodedVideo, on_error: str, warned: set[str]) -> dict[str, Any] | None:
+    """Apply the one partly-decodable-file policy (`decoding.partial_video`) to a decoded sample: raise with
+    `on_error="raise"`; otherwise warn once per file (`warned` remembers which) and return the record that sample
+    reports (`video`, `decoded_frames`, `announced_frames`), or None for a complete file."""
+    warning = partial_video(name, video.metadata, "raise" if on_error == "raise" else "keep")
+    if warning is None:
+        return None
+    if name not in warned:
+        warned.add(name)
+        logger.warning("%s", warning)
+    return {
+        "video": name,
+        "decoded_frames": video.metadata.num_frames,
+        "announced_frames": video.metadata.announced_frames,
+    }
 
 
 def _open_cache(cache: Any, sampling: FrameSampling):

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -69,13 +70,60 @@ class VideoMetadata:
         return self.announced_frames > self.num_frames
 
 
+@dataclass(frozen=True, eq=False)
+class VideoBytes:
+    """A video held in memory: a WebDataset member, a Parquet cell, a `datasets` `Video(decode=False)` value whose
+    `bytes` are set. It goes through the same decoders as a file. `name` stands for the video in every error; for a
+    sample of a shard it is `<shard>#<key>` (`sample_name`)."""
+
+    data: bytes
+    name: str = "<bytes>"
+
+    def __repr__(self) -> str:
+        return f"VideoBytes({self.name!r}, {len(self.data)} bytes)"
+
+
+VideoSource = str | os.PathLike | VideoBytes
+"""What the decoders accept: a path, or a video in memory."""
+
+
+def sample_name(shard: str, key: str) -> str:
+    """How a sample of a shard is named in errors and `FailedSample.video`: `<shard>#<key>` (the shard alone when
+    the key is unknown, e.g. a shard that cannot be opened)."""
+    return f"{shard}#{key}" if key else shard
+
+
+def as_video_source(video: Any, name: str | None = None) -> str | VideoBytes:
+    """A path (str or PathLike) as `str`; bytes, bytearray, memoryview or a readable binary file object as
+    `VideoBytes` named `name`; a `VideoBytes` as it is (renamed when `name` is given)."""
+    if isinstance(video, VideoBytes):
+        return video if name is None else VideoBytes(video.data, name)
+    if isinstance(video, (str, os.PathLike)):
+        return str(video)
+    if isinstance(video, (bytes, bytearray, memoryview)):
+        return VideoBytes(bytes(video), name or "<bytes>")
+    if hasattr(video, "read"):
+        return VideoBytes(video.read(), name or str(getattr(video, "name", "<file object>")))
+    raise TypeError(f"expected a path, bytes or a binary file object for a video, got {type(video).__name__}")
+
+
+def source_name(source: str | VideoBytes) -> str:
+    """The path, or the name of a video in memory (for errors)."""
+    return source.name if isinstance(source, VideoBytes) else str(source)
+
+
+def _openable(source: str | VideoBytes) -> Any:
+    """What decord, PyAV and torchcodec open: the path, or a fresh in-memory file over the bytes."""
+    return io.BytesIO(source.data) if isinstance(source, VideoBytes) else str(source)
+
+
 @runtime_checkable
 class VideoReader(Protocol):
-    """One decoder backend. `open` then any number of `get_frames`, then `close`."""
+    """One decoder backend. `open` (a path or `VideoBytes`) then any number of `get_frames`, then `close`."""
 
     backend: str
 
-    def open(self, path: str) -> VideoMetadata: ...
+    def open(self, path: str | VideoBytes) -> VideoMetadata: ...
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         """uint8 frames [len(indices), H, W, 3] in RGB, in the order of `indices` (which may repeat)."""
@@ -116,13 +164,13 @@ class DecordReader:
         self._reader = None
         self._path = ""
 
-    def open(self, path: str) -> VideoMetadata:
+    def open(self, path: str | VideoBytes) -> VideoMetadata:
         import decord
 
         native_log.quiet_decord()
-        self._path = str(path)
+        self._path = source_name(path)
         try:
-            self._reader = decord.VideoReader(self._path, ctx=decord.cpu(0), num_threads=self.num_threads)
+            self._reader = decord.VideoReader(_openable(path), ctx=decord.cpu(0), num_threads=self.num_threads)
             num_frames = len(self._reader)
             fps = float(self._reader.get_avg_fps())
         except Exception as err:  # decord raises DECORDError / RuntimeError without the file name
@@ -153,14 +201,15 @@ class PyAVReader:
     def __init__(self, thread_type: str = "SLICE"):
         self.thread_type = thread_type
         self._path = ""
+        self._source: str | VideoBytes = ""
         self._meta: VideoMetadata | None = None
 
-    def open(self, path: str) -> VideoMetadata:
+    def open(self, path: str | VideoBytes) -> VideoMetadata:
         import av
 
-        self._path = str(path)
+        self._path, self._source = source_name(path), path
         try:
-            with av.open(self._path, metadata_errors="replace") as container:
+            with av.open(_openable(path), metadata_errors="replace") as container:
                 if not container.streams.video:
                     kinds = sorted({s.type for s in container.streams}) or ["none"]
                     raise VideoDecodeError(self._path, f"no video stream (streams found: {', '.join(kinds)})")
@@ -193,7 +242,7 @@ class PyAVReader:
     def _iter_frames(self):
         import av
 
-        with av.open(self._path, metadata_errors="replace") as container:
+        with av.open(_openable(self._source), metadata_errors="replace") as container:
             stream = container.streams.video[0]
             stream.thread_type = self.thread_type
             yield from container.decode(stream)
@@ -255,12 +304,13 @@ class TorchCodecReader:
         self._decoder = None
         self._path = ""
 
-    def open(self, path: str) -> VideoMetadata:
+    def open(self, path: str | VideoBytes) -> VideoMetadata:
         from torchcodec.decoders import VideoDecoder
 
-        self._path = str(path)
+        self._path = source_name(path)
         try:
-            self._decoder = VideoDecoder(self._path, dimension_order="NHWC", seek_mode="exact")
+            source = path.data if isinstance(path, VideoBytes) else self._path
+            self._decoder = VideoDecoder(source, dimension_order="NHWC", seek_mode="exact")
             meta = self._decoder.metadata
             num_frames = int(meta.num_frames or 0)
             fps = float(meta.average_fps or 0.0)
@@ -341,13 +391,13 @@ DEFAULT_MAX_FRAME_PIXELS = 4096 * 2304
 """Frame-size limit of `decode_frames` (a little above 4K UHD, 3840 x 2160)."""
 
 
-def _check_frame_size(path: str, max_frame_pixels: int) -> None:
+def _check_frame_size(path: str | VideoBytes, max_frame_pixels: int) -> None:
     """Refuse oversized frames using the header only (PyAV; skipped when PyAV is absent or cannot parse the file,
     in which case the decoders report the file themselves)."""
     try:
         import av
 
-        with av.open(path, metadata_errors="replace") as container:
+        with av.open(_openable(path), metadata_errors="replace") as container:
             if not container.streams.video:
                 return
             context = container.streams.video[0].codec_context
@@ -356,7 +406,7 @@ def _check_frame_size(path: str, max_frame_pixels: int) -> None:
         return
     if width * height > max_frame_pixels:
         raise VideoDecodeError(
-            path,
+            source_name(path),
             f"frame size {width}x{height} exceeds max_frame_pixels={max_frame_pixels}; re-encode it smaller, "
             "e.g. `peft-video preprocess MANIFEST --out DIR --short-side 256`",
         )
@@ -373,7 +423,7 @@ class DecodedVideo:
 
 
 def decode_frames(
-    path: str | os.PathLike,
+    path: VideoSource | bytes,
     sampling: FrameSampling,
     *,
     train: bool = False,
@@ -381,8 +431,12 @@ def decode_frames(
     backend: str = "auto",
     fallback: bool = True,
     max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    name: str | None = None,
 ) -> DecodedVideo:
     """Open `path`, sample `sampling.num_frames` indices and decode them, falling back across backends.
+
+    `path` may also be a video in memory (`VideoBytes`, bytes, or a binary file object), decoded by the same chain
+    without touching the disk; `name` then names it in errors (e.g. `sample_name(shard, key)`).
 
     Videos whose frames exceed `max_frame_pixels` (width x height, from the container header) are refused before any
     frame is decoded: T frames of an 8K video would take gigabytes in a worker. None disables the check.
@@ -390,13 +444,17 @@ def decode_frames(
     decodable file is returned as the shorter video it is, with `metadata.announced_frames` >
     `metadata.num_frames`; callers apply `partial_video` to it.
     """
-    path = str(path)
-    if not os.path.isfile(path):
+    source = as_video_source(path, name)
+    path = source_name(source)
+    if isinstance(source, VideoBytes):
+        if not source.data:
+            raise VideoDecodeError(path, "video bytes are empty (0 bytes)")
+    elif not os.path.isfile(path):
         raise VideoDecodeError(path, "file not found" if not os.path.exists(path) else "not a regular file")
-    if os.path.getsize(path) == 0:
+    elif os.path.getsize(path) == 0:
         raise VideoDecodeError(path, "file is empty (0 bytes)")
     if max_frame_pixels is not None:
-        _check_frame_size(path, max_frame_pixels)
+        _check_frame_size(source, max_frame_pixels)
     chain = backend_chain(backend)
     if not fallback:
         chain = chain[:1]
@@ -404,7 +462,7 @@ def decode_frames(
     for name in chain:
         reader = make_reader(name)
         try:
-            meta = reader.open(path)
+            meta = reader.open(source)
             indices, mask = sample_frame_indices(meta.num_frames, meta.fps, sampling, train=train, generator=generator)
             try:
                 frames = reader.get_frames(indices)

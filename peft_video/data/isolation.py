@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import tempfile
 import time
 import weakref
 from collections.abc import Callable
@@ -37,7 +38,9 @@ class IsolatedCall:
     args: tuple = ()
 
 
-def _decode_for_transfer(path: str, sampling: FrameSampling, train: bool, seed: int | None, backend: str):
+def _decode_for_transfer(
+    path: str | decoding.VideoBytes, sampling: FrameSampling, train: bool, seed: int | None, backend: str
+):
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     video = decoding.decode_frames(path, sampling, train=train, generator=generator, backend=backend)
     return video.frames.numpy(), video.mask.numpy(), video.indices, video.metadata
@@ -135,6 +138,14 @@ def _start_child(conn):
     return process
 
 
+PIPE_BYTES_LIMIT = 2 * 2**20
+"""Videos in memory up to this size go to the helper through the pipe; larger ones through a temporary file. The pipe
+(pickling, small chunks) grows faster than linearly with the size while a file in the page cache does not: measured
+here, 1 MiB costs a millisecond or two either way, 10 MiB about 15-40 ms by pipe and 3-10 ms by file, against ~100 ms
+to decode 12 frames (`benchmarks/bench_data.py` reports both). Small clips take the pipe, which leaves no file behind
+if this process is killed."""
+
+
 class IsolatedDecoder:
     """`decode_frames` in a child process with a per-video timeout. Not thread-safe: one per thread."""
 
@@ -173,12 +184,25 @@ class IsolatedDecoder:
             pass
 
     def decode(
-        self, path: str, sampling: FrameSampling, *, train: bool = False, seed: int | None = None
+        self, path: decoding.VideoSource, sampling: FrameSampling, *, train: bool = False, seed: int | None = None
     ) -> decoding.DecodedVideo:
-        """Like `decoding.decode_frames`, but a hang becomes `DecodeTimeoutError`, a crash `DecoderCrashedError`."""
-        path = str(path)
+        """Like `decoding.decode_frames`, but a hang becomes `DecodeTimeoutError`, a crash `DecoderCrashedError`.
+
+        A video in memory (`VideoBytes`) reaches the helper through the pipe, or, above `PIPE_BYTES_LIMIT`, through a
+        temporary file that this process deletes afterwards; either way errors name it by its `name`."""
+        source = decoding.as_video_source(path)
+        if isinstance(source, decoding.VideoBytes) and len(source.data) > PIPE_BYTES_LIMIT:
+            with tempfile.NamedTemporaryFile(prefix="peft-video-", suffix=".video") as handle:
+                handle.write(source.data)
+                handle.flush()
+                try:
+                    return self.decode(handle.name, sampling, train=train, seed=seed)
+                except VideoDecodeError as err:
+                    raise type(err)(source.name, err.reason) from err
         frames, mask, indices, metadata = self.call(
-            IsolatedCall(path, _decode_for_transfer, (path, sampling, train, seed, self.backend))
+            IsolatedCall(
+                decoding.source_name(source), _decode_for_transfer, (source, sampling, train, seed, self.backend)
+            )
         )
         return decoding.DecodedVideo(
             torch.from_numpy(np.asarray(frames)), torch.from_numpy(np.asarray(mask)), list(indices), metadata

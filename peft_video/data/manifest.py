@@ -87,8 +87,9 @@ def rows_to_dataset(
         if isinstance(video, dict):  # a Hub `Video(decode=False)` value
             if not video.get("path") and video.get("bytes"):
                 raise ManifestError(
-                    f"{source}: row {number} holds the video as embedded bytes, not a path; write "
-                    "the bytes to files and point the `video` column at them"
+                    f"{source}: row {number} holds the video as embedded bytes, not a path; stream it instead: "
+                    "StreamingVideoTextDataset(dataset_samples(dataset, ...), sampling) (peft_video.data, "
+                    "docs/shards.md), or write the bytes to files and point the `video` column at them"
                 )
             video = video.get("path")
         if video is None or not str(video).strip():
