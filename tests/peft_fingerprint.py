@@ -27,6 +27,11 @@ def _mlp() -> MLP:
     return MLP()
 
 
+def _plain(value):
+    # sets (LoraConfig.target_modules) in a stable order: their iteration order depends on the process's hash seed
+    return sorted(value) if isinstance(value, (set, frozenset)) else str(value)
+
+
 def _name(member) -> str:
     return str(getattr(member, "value", member))
 
@@ -54,7 +59,7 @@ def fingerprint() -> dict:
         for name, config in configs.items():
             config.save_pretrained(Path(folder) / name)
             loaded = PeftConfig.from_pretrained(Path(folder) / name)
-            out[f"{name}_config"] = [type(loaded).__name__, json.loads(json.dumps(loaded.to_dict(), default=str))]
+            out[f"{name}_config"] = [type(loaded).__name__, json.loads(json.dumps(loaded.to_dict(), default=_plain))]
         x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
         model = get_peft_model(_mlp(), LoraConfig(target_modules=["lin0"], init_lora_weights=False))
         out["lora_keys"] = sorted(get_peft_model_state_dict(model))
