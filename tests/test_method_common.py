@@ -46,6 +46,16 @@ leaves a 3.5x margin over the worst case measured. What a tolerance cannot see i
 adapter tensors equal the file's values or exactly their rounding to the base dtype, and the head is float32."""
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_intra_op_thread():
+    """A tiny CLIP gains nothing from intra-op threads; on a shared, loaded machine every small op of a 2-thread pool
+    waits on an OpenMP barrier (measured: 15 ms per layer_norm, this file 4-7 min instead of under 1 min)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def base_clip(dtype: torch.dtype = torch.float32, seed: int = 0) -> CLIPModel:
     return make_clip(CLIP_CONFIG, seed=seed).to(dtype)
 
