@@ -11,6 +11,7 @@ from ._peft_registration import register_task_type as _register_task_type
 _register_task_type()
 
 from . import tuners  # noqa: E402, F401  (importing the tuner packages registers them)
+from .auto import AutoPeftModelForVideoTextRetrieval  # noqa: E402
 from .config import FRAME_SAMPLING_STRATEGIES, VIDEO_TASK_TYPE, VideoAdapterConfig  # noqa: E402
 from .modeling import VideoModelOutput, VideoTextRetrievalOutput  # noqa: E402
 from .peft_model import PeftModelForVideoTextRetrieval  # noqa: E402
@@ -25,6 +26,7 @@ from .tuners.tfvl import TFVLConfig  # noqa: E402
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AutoPeftModelForVideoTextRetrieval",
     "DGLConfig",
     "FRAME_SAMPLING_STRATEGIES",
     "VIDEO_TASK_TYPE",

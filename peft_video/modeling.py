@@ -8,12 +8,14 @@ adapter is disabled, and turns embeddings into logits and the (distributed) cont
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils.integrations import init_empty_weights
 from peft.utils.other import set_additional_trainable_modules
 from torch import nn
 from transformers import CLIPModel
@@ -112,6 +114,16 @@ def check_video_inputs(
             f"pixel_values has {frames} frames but the adapter was built for num_frames={max_frames}; sample at most "
             f"{max_frames} frames (or create the adapter with a larger num_frames)."
         )
+    if pixel_values.is_floating_point():
+        # One pass over the batch. NaN or inf in any frame, padded ones included, would reach every score through
+        # attention (0 * NaN is NaN) and make the loss NaN without saying why.
+        finite = torch.isfinite(pixel_values).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            rows = (~finite).nonzero().flatten().tolist()
+            raise ValueError(
+                f"pixel_values holds NaN or inf in batch row(s) {rows} (padded frames included; fill padding with "
+                "zeros). Check the decoding and normalisation of those videos."
+            )
     if video_mask is None:
         return pixel_values, torch.ones(batch, frames, dtype=torch.bool, device=pixel_values.device)
     if not isinstance(video_mask, torch.Tensor) or tuple(video_mask.shape) != (batch, frames):
@@ -171,18 +183,29 @@ def video_text_output(
     auxiliary_loss: Callable[[], torch.Tensor | None] | None = None,
 ) -> VideoTextRetrievalOutput:
     """Embeddings → normalised embeddings, scaled cosine logits [n_texts, n_videos] and, with `return_loss`, the
-    contrastive loss over all processes plus `auxiliary_loss()` when given (a method's extra training objective)."""
-    video_embeds = F.normalize(video_output.pooler_output, dim=-1)
-    text_embeds = F.normalize(text_output.pooler_output, dim=-1)
-    logits_per_text = logit_scale * text_embeds @ video_embeds.t()
-    loss = contrastive = auxiliary = None
+    contrastive loss over all processes plus `auxiliary_loss()` when given (a method's extra training objective).
+
+    This head runs in float32 whatever the base model's dtype, and outside any `torch.autocast` region: a cosine of
+    two bf16 embeddings carries 2-3 significant digits, times a logit scale of up to 100, which ties close scores in
+    a ranking and coarsens the softmax of the loss. It costs one [N, P] cast and one [N, N] matmul."""
+    device_type = video_output.pooler_output.device.type
+    full_precision = (
+        torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else nullcontext()
+    )
+    with full_precision:
+        video_embeds = F.normalize(video_output.pooler_output.float(), dim=-1)
+        text_embeds = F.normalize(text_output.pooler_output.float(), dim=-1)
+        logit_scale = logit_scale.float()
+        logits_per_text = logit_scale * text_embeds @ video_embeds.t()
+        loss = contrastive = auxiliary = None
+        if return_loss:
+            if text_embeds.shape[0] != video_embeds.shape[0]:
+                raise ValueError(
+                    f"return_loss=True pairs caption i with video i: got {text_embeds.shape[0]} captions and "
+                    f"{video_embeds.shape[0]} videos."
+                )
+            loss = contrastive = contrastive_loss(text_embeds, video_embeds, logit_scale)
     if return_loss:
-        if text_embeds.shape[0] != video_embeds.shape[0]:
-            raise ValueError(
-                f"return_loss=True pairs caption i with video i: got {text_embeds.shape[0]} captions and "
-                f"{video_embeds.shape[0]} videos."
-            )
-        loss = contrastive = contrastive_loss(text_embeds, video_embeds, logit_scale)
         auxiliary = auxiliary_loss() if auxiliary_loss is not None else None
         if auxiliary is not None:
             loss = contrastive + auxiliary
@@ -237,11 +260,53 @@ class VideoAdapterModule(nn.Module):
         return None
 
 
+def base_reference(clip: CLIPModel) -> torch.Tensor:
+    """The frozen tensor whose device and dtype a video adapter follows, as peft's layers follow their base layer's
+    weight: `logit_scale`, a plain parameter of every CLIPModel (never wrapped by `modules_to_save`)."""
+    return clip.logit_scale
+
+
+def adapter_carrier(model: nn.Module) -> nn.Module:
+    """The CLIPModel inside `model` (a PeftModel, a tuner or the CLIPModel itself) that carries the video adapter."""
+    for module in model.modules():
+        if isinstance(getattr(module, ADAPTER_ATTRIBUTE, None), VideoAdapterLayer):
+            return module
+    raise ValueError(
+        f"This {type(model).__name__} carries no peft_video adapter: create one with get_peft_model(clip, config) "
+        "or peft.inject_adapter_in_model(config, clip)."
+    )
+
+
+def place_like_model(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Loaded adapter tensors whose model counterparts are still on the meta device (peft's `low_cpu_mem_usage`),
+    moved to the base model's device and cast to the dtype of the placeholder they replace; other entries unchanged.
+
+    `load_state_dict(assign=True)` keeps the loaded tensor, not the placeholder. The placeholder already has the
+    dtype that `autocast_adapter_dtype` chose, so casting here loads fp32 adapter weights onto an fp16 base exactly
+    (peft's own layers round them through the base dtype and back); the file's tensors sit on the device peft
+    inferred, not necessarily the base model's.
+    """
+    placeholders = {k: v for k, v in model.state_dict(keep_vars=True).items() if v.is_meta}
+    if not placeholders:
+        return state_dict
+    device = base_reference(adapter_carrier(model)).device
+    placed = dict(state_dict)
+    for key, value in state_dict.items():
+        target = placeholders.get(key)
+        if target is not None and value.is_floating_point():
+            placed[key] = value.to(device=device, dtype=target.dtype)
+    return placed
+
+
 class VideoAdapterLayer(nn.Module, BaseTunerLayer):
     """The single peft tuner layer a video adapter adds to the CLIPModel (as `clip.video_adapter`).
 
     Subclasses set `adapter_layer_names = ("<prefix>modules",)` and `module_cls`. The ModuleDict maps adapter names to
     `module_cls` instances, so peft's own adapter bookkeeping (set/delete/disable, state dicts) applies unchanged.
+
+    The layer wraps no base layer: `get_base_layer()` is the layer itself, it has no `weight` or `bias` (reading them
+    raises AttributeError, so `getattr(layer, "weight", None)` is None), and the adapter follows the device and dtype
+    of the whole CLIPModel (`base_reference`) instead of a base layer's weight.
     """
 
     adapter_layer_names: tuple[str, ...] = ()
@@ -256,25 +321,73 @@ class VideoAdapterLayer(nn.Module, BaseTunerLayer):
         self._disable_adapters = False
         self.merged_adapters = []
 
+    # BaseTunerLayer's `weight` and `bias` read `get_base_layer().weight`, which is this layer again: without these
+    # overrides they recurse forever (peft reads them, e.g. to find a layer's device and dtype).
+    @property
+    def weight(self) -> torch.Tensor:
+        raise AttributeError(f"{type(self).__name__} wraps no base layer, so it has no weight.")
+
+    @property
+    def bias(self) -> torch.Tensor:
+        raise AttributeError(f"{type(self).__name__} wraps no base layer, so it has no bias.")
+
+    def __getattr__(self, name: str) -> Any:
+        # reached when the properties above raise: keep their message instead of nn.Module's generic one
+        if name in ("weight", "bias"):
+            raise AttributeError(f"{type(self).__name__} wraps no base layer, so it has no {name}.")
+        return super().__getattr__(name)
+
     @property
     def adapter_modules(self) -> nn.ModuleDict:
         return getattr(self, self.adapter_layer_names[0])
 
-    def update_layer(self, adapter_name: str, config: VideoAdapterConfig, clip: CLIPModel) -> None:
-        reference = next(clip.parameters())
-        self.adapter_modules[adapter_name] = self.module_cls(config, clip).to(device=reference.device)
+    def update_layer(
+        self, adapter_name: str, config: VideoAdapterConfig, clip: CLIPModel, low_cpu_mem_usage: bool = False
+    ) -> None:
+        """Create the adapter `adapter_name` with the base model's device and dtype (peft then upcasts it to float32
+        when `autocast_adapter_dtype=True`). With `low_cpu_mem_usage` its parameters are placeholders on the meta
+        device, which loading an adapter file replaces."""
+        with init_empty_weights() if low_cpu_mem_usage else nullcontext():
+            module = self.module_cls(config, clip)
+        reference = base_reference(clip)
+        if any(p.is_meta for p in module.parameters()):
+            # meta placeholders change dtype only; buffers (never put on meta) go to the base model's device
+            module.to(dtype=reference.dtype)
+            for owner in module.modules():
+                for name, buffer in owner.named_buffers(recurse=False):
+                    owner._buffers[name] = buffer.to(reference.device)
+        else:
+            module.to(device=reference.device, dtype=reference.dtype)
+        self.adapter_modules[adapter_name] = module
 
-    def active_module(self) -> VideoAdapterModule | None:
-        """The module of the active adapter, or None when adapters are disabled (the zero-shot baseline)."""
-        if self.disable_adapters:
-            return None
-        names = [name for name in self.active_adapters if name in self.adapter_modules]
-        if len(names) != 1:
-            raise ValueError(
-                f"Exactly one active adapter is needed for a video forward, got {self.active_adapters} "
-                f"(available: {list(self.adapter_modules)}). Use set_adapter(name)."
+    def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: torch.device | None = None) -> None:
+        """Move adapter `adapter_name` to `device` when one is given. peft calls this after loading an adapter with
+        `low_cpu_mem_usage`; the loaded tensors are already placed then (`place_like_model`), and there is no base
+        layer to follow otherwise."""
+        if device is None or adapter_name not in self.adapter_modules:
+            return
+        module = self.adapter_modules[adapter_name]
+        if not any(p.is_meta for p in module.parameters()):
+            module.to(device)
+
+    def active_module(self) -> VideoAdapterModule:
+        """The module of the one active adapter (also while adapters are disabled: its config still sets the input
+        limits). A video forward runs exactly one adapter; anything else raises a ValueError that says what to do."""
+        names = list(self.active_adapters)
+        if len(names) == 1 and names[0] in self.adapter_modules:
+            return self.adapter_modules[names[0]]
+        available = list(self.adapter_modules)
+        if not available:
+            advice = (
+                "This model has no adapter left (the last one was deleted): add one with add_adapter(name, config) "
+                "or load_adapter(path, adapter_name=name), then set_adapter(name)."
             )
-        return self.adapter_modules[names[0]]
+        else:
+            advice = "Select one with set_adapter(name)."
+        raise ValueError(
+            f"A video forward runs exactly one adapter, but the active adapters are {names} (available: {available}). "
+            + advice
+        )
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         raise ValueError(
@@ -284,6 +397,78 @@ class VideoAdapterLayer(nn.Module, BaseTunerLayer):
 
     def unmerge(self) -> None:
         """Nothing is ever merged."""
+
+
+# -- the video contract of a CLIPModel that carries a video adapter ---------------------------------------------------
+# Functions of the CLIPModel, so that they serve both a PeftModel (whose tuner calls them on its model) and a CLIPModel
+# that `peft.inject_adapter_in_model` adapted in place.
+def video_adapter_layer(clip: nn.Module) -> VideoAdapterLayer:
+    """The video adapter layer of `clip`, or a ValueError saying how to add one."""
+    layer = getattr(clip, ADAPTER_ATTRIBUTE, None)
+    if not isinstance(layer, VideoAdapterLayer):
+        raise ValueError(
+            f"This {type(clip).__name__} carries no peft_video adapter: create one with get_peft_model(clip, config) "
+            "or peft.inject_adapter_in_model(config, clip)."
+        )
+    return layer
+
+
+def video_features(
+    clip: CLIPModel, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
+) -> VideoModelOutput:
+    """Embed videos [B, T, 3, H, W] with the active adapter of `clip` (the mean-pooling baseline while adapters are
+    disabled), independently of any text. `video_mask` [B, T] marks real frames (first)."""
+    layer = video_adapter_layer(clip)
+    module = layer.active_module()
+    config = module.config
+    pixel_values, video_mask = check_video_inputs(
+        pixel_values, video_mask, image_size=config.image_size, max_frames=config.num_frames
+    )
+    if layer.disable_adapters:
+        return mean_pooled_video_features(clip, pixel_values, video_mask)
+    module.check_inputs(pixel_values.shape[1])
+    return module.encode_video(clip, pixel_values, video_mask)
+
+
+def text_features(
+    clip: CLIPModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> BaseModelOutputWithPooling:
+    """Embed captions with the active adapter of `clip`; `pooler_output` is the projected text embedding [B, P]."""
+    check_text_inputs(input_ids, attention_mask)
+    layer = video_adapter_layer(clip)
+    module = layer.active_module()
+    if layer.disable_adapters:
+        return stock_text_features(clip, input_ids, attention_mask)
+    return module.encode_text(clip, input_ids, attention_mask)
+
+
+def video_text_forward(
+    clip: CLIPModel,
+    input_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    pixel_values: torch.Tensor | None = None,
+    video_mask: torch.Tensor | None = None,
+    return_loss: bool | None = None,
+) -> VideoTextRetrievalOutput:
+    """Captions × videos → `VideoTextRetrievalOutput`; in training mode the loss includes the method's auxiliary
+    loss."""
+    if input_ids is None or pixel_values is None:
+        raise ValueError("A video-text forward needs both input_ids and pixel_values.")
+    video_output = video_features(clip, pixel_values, video_mask)
+    text_output = text_features(clip, input_ids, attention_mask)
+    layer = video_adapter_layer(clip)
+    auxiliary_loss = None
+    if clip.training and not layer.disable_adapters:
+        module = layer.active_module()
+
+        def auxiliary_loss():
+            return module.auxiliary_loss(
+                clip, input_ids=input_ids, attention_mask=attention_mask, video_output=video_output
+            )
+
+    return video_text_output(
+        video_output, text_output, clip.logit_scale.exp(), return_loss=return_loss, auxiliary_loss=auxiliary_loss
+    )
 
 
 class VideoTuner(BaseTuner):
@@ -320,12 +505,16 @@ class VideoTuner(BaseTuner):
         if layer is None:
             layer = self.tuner_layer_cls()
             model.add_module(ADAPTER_ATTRIBUTE, layer)
+            existing_requires_grad = []  # the first adapter freezes the base model
         elif not isinstance(layer, self.tuner_layer_cls):
             raise ValueError(
                 f"This CLIPModel already carries a {type(layer).__name__} adapter; one peft_video method per model "
                 f"(cannot add a {type(config).__name__} adapter next to it)."
             )
-        layer.update_layer(adapter_name, config, model)
+        else:
+            # as peft's BaseTuner.inject_adapter: adding an adapter leaves the trainability of everything else alone
+            existing_requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+        layer.update_layer(adapter_name, config, model, low_cpu_mem_usage=low_cpu_mem_usage)
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
         self._mark_only_adapters_as_trainable(model)
         set_additional_trainable_modules(
@@ -335,6 +524,8 @@ class VideoTuner(BaseTuner):
             adapter_name=adapter_name,
             activate_adapter=adapter_name in self.active_adapters,
         )
+        for parameter, requires_grad in existing_requires_grad:
+            parameter.requires_grad = requires_grad
 
     @staticmethod
     def _record_or_check_base_dims(config: VideoAdapterConfig, model: CLIPModel) -> None:
@@ -369,12 +560,20 @@ class VideoTuner(BaseTuner):
             return key.replace(marker, f"{ADAPTER_ATTRIBUTE}.{modules}.", 1)
         return super()._remove_adapter_name_from_key(key, adapter_name)
 
+    @classmethod
+    def _remap_adapter_state_dict_for_load(
+        cls,
+        model: nn.Module,
+        config: VideoAdapterConfig,
+        adapter_name: str,
+        state_dict: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        remapped = super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
+        return place_like_model(model, remapped)
+
     @property
     def video_layer(self) -> VideoAdapterLayer:
-        return getattr(self.model, ADAPTER_ATTRIBUTE)
-
-    def _adapter_config(self) -> VideoAdapterConfig:
-        return self.peft_config[self.active_adapters[0]]
+        return video_adapter_layer(self.model)
 
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         self.video_layer.merge()
@@ -392,25 +591,13 @@ class VideoTuner(BaseTuner):
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
     ) -> VideoModelOutput:
         """Embed videos [B, T, 3, H, W] independently of any text. `video_mask` [B, T] marks real frames (first)."""
-        config = self._adapter_config()
-        pixel_values, video_mask = check_video_inputs(
-            pixel_values, video_mask, image_size=config.image_size, max_frames=config.num_frames
-        )
-        module = self.video_layer.active_module()
-        if module is None:
-            return mean_pooled_video_features(self.model, pixel_values, video_mask)
-        module.check_inputs(pixel_values.shape[1])
-        return module.encode_video(self.model, pixel_values, video_mask)
+        return video_features(self.model, pixel_values, video_mask)
 
     def get_text_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> BaseModelOutputWithPooling:
         """Embed captions; `pooler_output` is the projected text embedding [B, P]."""
-        check_text_inputs(input_ids, attention_mask)
-        module = self.video_layer.active_module()
-        if module is None:
-            return stock_text_features(self.model, input_ids, attention_mask)
-        return module.encode_text(self.model, input_ids, attention_mask)
+        return text_features(self.model, input_ids, attention_mask)
 
     def forward(
         self,
@@ -423,23 +610,4 @@ class VideoTuner(BaseTuner):
     ) -> VideoTextRetrievalOutput:
         if kwargs:
             raise TypeError(f"Unexpected arguments for a video-text forward: {sorted(kwargs)}.")
-        if input_ids is None or pixel_values is None:
-            raise ValueError("A video-text forward needs both input_ids and pixel_values.")
-        video_output = self.get_video_features(pixel_values, video_mask)
-        text_output = self.get_text_features(input_ids, attention_mask)
-        module = self.video_layer.active_module()
-        auxiliary_loss = None
-        if self.training and module is not None:
-
-            def auxiliary_loss():
-                return module.auxiliary_loss(
-                    self.model, input_ids=input_ids, attention_mask=attention_mask, video_output=video_output
-                )
-
-        return video_text_output(
-            video_output,
-            text_output,
-            self.model.logit_scale.exp(),
-            return_loss=return_loss,
-            auxiliary_loss=auxiliary_loss,
-        )
+        return video_text_forward(self.model, input_ids, attention_mask, pixel_values, video_mask, return_loss)

@@ -73,6 +73,7 @@ def test_installed_peft_is_in_the_tested_range_declared_in_pyproject():
         ("peft.mapping", "PEFT_TYPE_TO_TUNER_MAPPING", None, "PEFT_TYPE_TO_TUNER_MAPPING"),
         ("peft.utils.peft_types", "PeftType", type("PeftType", (), {}), "PeftType"),
         ("peft.utils.peft_types", "register_peft_method", lambda name: None, "register_peft_method"),
+        ("peft.auto", "_BaseAutoPeftModel", None, "_BaseAutoPeftModel"),
     ],
 )
 def test_a_changed_peft_internal_fails_loudly(monkeypatch, target, attribute, replacement, message):
@@ -80,3 +81,31 @@ def test_a_changed_peft_internal_fails_loudly(monkeypatch, target, attribute, re
     with pytest.raises(ImportError, match=rf"peft {re.escape(peft.__version__)}.*{message}") as error:
         registration.register_task_type()
     assert "tested with peft" in str(error.value)
+
+
+def test_importing_peft_video_changes_no_outcome_of_peft_itself():
+    """peft's enums and mappings only gain our members, at the end; every other outcome (config round trips, a LoRA
+    model's outputs, state dict, saved config and reload, AutoPeftModel's refusal) equals a fresh interpreter's that
+    never imported peft_video."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from peft_fingerprint import fingerprint
+
+    script = "import json, peft_fingerprint; print(json.dumps(peft_fingerprint.fingerprint()))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    without = json.loads(result.stdout.strip().splitlines()[-1])
+    with_video = json.loads(json.dumps(fingerprint()))
+
+    added_types = [m.peft_type for m in peft_video.video_methods().values()]
+    assert with_video.pop("peft_types") == without.pop("peft_types") + added_types
+    assert with_video.pop("task_types") == without.pop("task_types") + [peft_video.VIDEO_TASK_TYPE]
+    assert with_video["task_classes"].pop(peft_video.VIDEO_TASK_TYPE) == "PeftModelForVideoTextRetrieval"
+    for mapping in ("config_classes", "tuner_classes", "prefixes"):
+        for peft_type in added_types:
+            with_video[mapping].pop(peft_type)
+    assert with_video == without

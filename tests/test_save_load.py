@@ -1,4 +1,6 @@
-"""save_pretrained writes only the adapter; it reloads bit-exactly in a fresh process, from a folder or a Hub cache."""
+"""save_pretrained writes only the adapter; it reloads bit-exactly in a fresh process, from a folder or a Hub cache;
+`AutoPeftModelForVideoTextRetrieval` loads base and adapter of every method from a Hub cache. (In-process round trips
+of every method case: tests/test_method_common.py.)"""
 
 import json
 import os
@@ -8,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from hub_cache import add_to_hub_cache
 from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file
 
@@ -92,13 +95,7 @@ def test_fresh_process_loads_by_repo_id_from_an_offline_hub_cache(saved):
     """The layout huggingface_hub writes (models--user--name/refs/main + snapshots/<commit>/) resolves offline."""
     tmp_path, _ = saved
     cache = tmp_path / "hub"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = cache / "models--user--clip-tfvl-tiny" / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for file in (tmp_path / "adapter").iterdir():
-        (snapshot / file.name).write_bytes(file.read_bytes())
-    (cache / "models--user--clip-tfvl-tiny" / "refs").mkdir()
-    (cache / "models--user--clip-tfvl-tiny" / "refs" / "main").write_text(commit)
+    add_to_hub_cache(cache, "user/clip-tfvl-tiny", tmp_path / "adapter")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf_home")}
     out = run_fresh(tmp_path / "base", "user/clip-tfvl-tiny", tmp_path / "io.pt", env=env)
     assert "BIT-EXACT" in out
@@ -118,23 +115,82 @@ def test_loading_onto_an_incompatible_base_names_both_shapes(saved, vision, expe
         PeftModel.from_pretrained(other, tmp_path / "adapter")
 
 
-def test_save_load_round_trip_in_process_keeps_every_tensor(saved):
-    tmp_path, model = saved
-    loaded = PeftModel.from_pretrained(make_clip(tiny_clip_config()), tmp_path / "adapter")
-    expected = {n: p for n, p in model.named_parameters() if "video_adapter" in n}
-    got = {n: p for n, p in loaded.named_parameters() if "video_adapter" in n}
-    assert expected.keys() == got.keys()
-    assert all(torch.equal(expected[n], got[n]) for n in expected)
-    assert not any(p.requires_grad for p in loaded.parameters()), "from_pretrained loads for inference by default"
+# -- AutoPeftModelForVideoTextRetrieval -------------------------------------------------------------------------------
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An offline Hub cache holding a base CLIP ("org/tiny-clip") and, per registered method, an adapter of its first
+    test variant created on that base as loaded from the cache ("user/tiny-<method>"), perturbed as if trained."""
+    import huggingface_hub.constants
+    from transformers import CLIPModel
+
+    import peft_video
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    make_clip(tiny_clip_config()).save_pretrained(tmp_path / "base")
+    add_to_hub_cache(cache, "org/tiny-clip", tmp_path / "base")
+    videos = random_videos(tiny_clip_config(), 2, 4)
+    adapters = {}
+    for name, method in peft_video.video_methods().items():
+        config = next(iter(method.test_variants.values()))(4)
+        model = get_peft_model(CLIPModel.from_pretrained("org/tiny-clip"), config)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.requires_grad:
+                    parameter.add_(torch.randn_like(parameter) * 0.1)
+        model.eval().save_pretrained(tmp_path / name)
+        add_to_hub_cache(cache, f"user/tiny-{name}", tmp_path / name)
+        with torch.no_grad():
+            adapters[name] = model.get_video_features(pixel_values=videos).pooler_output
+    return tmp_path, videos, adapters
 
 
-def test_adapter_loads_under_another_adapter_name(saved):
-    """Saved keys carry no adapter name, so a file trained as "default" loads as any name, with nothing missing."""
-    tmp_path, model = saved
-    keys = load_file(tmp_path / "adapter" / "adapter_model.safetensors").keys()
-    assert not any(".default." in key for key in keys)
-    loaded = PeftModel.from_pretrained(make_clip(tiny_clip_config()), tmp_path / "adapter", adapter_name="other")
-    expected = {n.replace(".default.", "."): p for n, p in model.named_parameters() if "video_adapter" in n}
-    got = {n.replace(".other.", "."): p for n, p in loaded.named_parameters() if "video_adapter" in n}
-    assert expected.keys() == got.keys()
-    assert all(torch.equal(expected[n], got[n]) for n in expected)
+def test_auto_class_loads_base_and_adapter_of_every_method_by_hub_id(hub):
+    from peft_video import AutoPeftModelForVideoTextRetrieval, PeftModelForVideoTextRetrieval, get_video_method
+
+    tmp_path, videos, expected = hub
+    assert set(expected) >= {"tfvl", "dgl", "prompt_cube"}
+    for name, embeds in expected.items():
+        assert json.loads((tmp_path / name / "adapter_config.json").read_text())["base_model_name_or_path"] == (
+            "org/tiny-clip"
+        )
+        for source in (f"user/tiny-{name}", tmp_path / name):
+            model = AutoPeftModelForVideoTextRetrieval.from_pretrained(source)
+            assert isinstance(model, PeftModelForVideoTextRetrieval)
+            assert model.peft_config["default"].peft_type == get_video_method(name).peft_type
+            with torch.no_grad():
+                got = model.get_video_features(pixel_values=videos).pooler_output
+            assert torch.equal(got, embeds), (name, source)
+
+
+def test_auto_class_passes_dtype_to_the_base_and_peft_options_to_the_adapter(hub):
+    from peft_video import AutoPeftModelForVideoTextRetrieval
+
+    model = AutoPeftModelForVideoTextRetrieval.from_pretrained(
+        "user/tiny-tfvl", dtype=torch.bfloat16, is_trainable=True, low_cpu_mem_usage=True
+    )
+    base = {p.dtype for n, p in model.named_parameters() if "video_adapter." not in n}
+    adapter = {p.dtype for n, p in model.named_parameters() if "video_adapter." in n}
+    assert base == {torch.bfloat16} and adapter == {torch.float32}
+    assert not any(p.is_meta for p in model.parameters())
+    assert model.get_nb_trainable_parameters()[0] > 0
+
+
+def test_auto_class_and_autopeftmodel_explain_what_they_cannot_load(hub, tmp_path):
+    from peft import AutoPeftModel, LoraConfig
+
+    from peft_video import AutoPeftModelForVideoTextRetrieval
+
+    folder = hub[0] / "tfvl"
+    with pytest.raises(ValueError, match="is a peft_video adapter.*AutoPeftModelForVideoTextRetrieval"):
+        AutoPeftModel.from_pretrained(folder)
+    nameless = tmp_path / "nameless"
+    get_peft_model(make_clip(tiny_clip_config()), TFVLConfig(num_frames=2)).save_pretrained(nameless)
+    with pytest.raises(ValueError, match="names no base model.*PeftModel.from_pretrained"):
+        AutoPeftModelForVideoTextRetrieval.from_pretrained(nameless)
+    LoraConfig(task_type="CAUSAL_LM", target_modules=["q_proj"]).save_pretrained(tmp_path / "lora")
+    with pytest.raises(ValueError, match="not a peft_video adapter"):
+        AutoPeftModelForVideoTextRetrieval.from_pretrained(tmp_path / "lora")
+    with pytest.raises(ValueError, match=r"^Cannot use `AutoPeftModel` with a task type"):  # peft's own message
+        AutoPeftModel.from_pretrained(tmp_path / "lora")

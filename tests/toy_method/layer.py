@@ -19,9 +19,10 @@ class ToyMeanModule(VideoAdapterModule):
         batch, frames = pixel_values.shape[:2]
         frame_embeds = clip_ops.encode_frames(clip, pixel_values.flatten(0, 1)).unflatten(0, (batch, frames))
         mean = clip_ops.masked_mean(frame_embeds, video_mask)
-        return VideoModelOutput(
-            pooler_output=mean + self.residual(mean), frame_embeds=frame_embeds, video_mask=video_mask
-        )
+        # the adapter's layer computes in its own dtype (float32 on a half-precision base by default) and hands the
+        # base's dtype back
+        residual = self.residual(mean.to(self.residual.weight.dtype)).to(mean.dtype)
+        return VideoModelOutput(pooler_output=mean + residual, frame_embeds=frame_embeds, video_mask=video_mask)
 
 
 class ToyMeanLayer(VideoAdapterLayer):

@@ -107,13 +107,14 @@ class CaptionDecoder(nn.Module):
     ) -> torch.Tensor:
         """tokens [B, L] (teacher-forcing inputs), memory [B, T, P] → vocabulary logits [B, L, V]."""
         embeddings = clip_ops.text_tower(clip).embeddings
+        dtype = self.input_norm.weight.dtype  # the decoder's own (float32 under autocast_adapter_dtype)
         with torch.no_grad():
-            inputs = embeddings(input_ids=tokens)
+            inputs = embeddings(input_ids=tokens).to(dtype)
         length = tokens.shape[1]
-        causal = torch.full((length, length), float("-inf"), device=tokens.device).triu(1).to(inputs.dtype)
+        causal = torch.full((length, length), float("-inf"), device=tokens.device).triu(1).to(dtype)
         hidden = self.decoder(
             self.input_norm(inputs),
-            self.memory_proj(memory),
+            self.memory_proj(memory.to(dtype)),
             tgt_mask=causal,
             tgt_is_causal=True,
             memory_key_padding_mask=memory_padding,
@@ -139,7 +140,7 @@ class CaptionDecoder(nn.Module):
             keep = keep & attention_mask[:, :-1].bool()
         if not keep.any():
             return logits.sum() * 0.0
-        return F.cross_entropy(logits[keep].float(), targets[keep], weight=self.class_weights)
+        return F.cross_entropy(logits[keep].float(), targets[keep], weight=self.class_weights.float())
 
 
 class PromptCubeModule(VideoAdapterModule):
@@ -214,13 +215,18 @@ class PromptCubeModule(VideoAdapterModule):
             hidden = clip_ops.maybe_checkpoint(vision, prompt_switch_layer, layer, hidden, n, attn_mask)
         cls = hidden[:, 0].unflatten(0, (-1, n))  # [B·K, np, D]
         chunk_prompts = hidden[:, -n:].unflatten(0, (-1, n)).flatten(1, 2)  # [B·K, np·np, D]
-        read, _ = self.readout(cls, chunk_prompts, chunk_prompts, key_padding_mask=key_padding, need_weights=False)
-        pooled = vision.post_layernorm(cls + read)
+        # the readout computes in its own dtype (float32 under autocast_adapter_dtype), its output in the base's
+        weight_dtype = self.readout.out_proj.weight.dtype
+        queries, keys = cls.to(weight_dtype), chunk_prompts.to(weight_dtype)
+        read, _ = self.readout(queries, keys, keys, key_padding_mask=key_padding, need_weights=False)
+        pooled = vision.post_layernorm(cls + read.to(cls.dtype))
         return clip.visual_projection(pooled).reshape(batch, frames, -1)
 
     def encode_video(self, clip: CLIPModel, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> VideoModelOutput:
         frame_embeds = self.frame_features(clip, pixel_values, video_mask)
-        video = clip_ops.masked_mean(F.normalize(frame_embeds, dim=-1), video_mask)
+        # normalised and averaged in float32 (a half-precision norm of a P-wide vector loses digits), returned in the
+        # base model's dtype like every method's video embedding
+        video = clip_ops.masked_mean(F.normalize(frame_embeds.float(), dim=-1), video_mask).to(frame_embeds.dtype)
         return VideoModelOutput(pooler_output=video, frame_embeds=frame_embeds, video_mask=video_mask)
 
     def auxiliary_loss(

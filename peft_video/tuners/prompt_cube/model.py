@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...modeling import VideoTuner
+from ...modeling import VideoTuner, adapter_carrier, place_like_model
 from .config import PromptCubeConfig
-from .layer import PromptCubeLayer
+from .layer import CaptionDecoder, PromptCubeLayer
 
 CAPTIONER_ATTRIBUTE = "captioner"
 
@@ -63,5 +63,18 @@ class PromptCubeModel(VideoTuner):
         model_captioner = {k: v for k, v in model_state.items() if _is_captioner_key(k, adapter_name)}
         if model_captioner and not any(k in model_captioner for k in remapped):
             # a retrieval-only adapter loaded for training: keep the captioner's fresh init, reported as loaded
+            if any(v.is_meta for v in model_captioner.values()):
+                # low_cpu_mem_usage made the captioner a meta placeholder and the file has none: draw its init now
+                model_captioner = _fresh_captioner_state(model, config, adapter_name, model_captioner)
             remapped.update({k: v.detach().clone() for k, v in model_captioner.items()})
         return remapped
+
+
+def _fresh_captioner_state(
+    model: nn.Module, config: PromptCubeConfig, adapter_name: str, placeholders: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A freshly initialised captioner's tensors under the keys of its meta placeholders, placed like the model."""
+    marker = f".{adapter_name}.{CAPTIONER_ATTRIBUTE}."
+    prefix = next(iter(placeholders)).split(marker)[0] + marker
+    fresh = CaptionDecoder(config, adapter_carrier(model)).state_dict()
+    return place_like_model(model, {prefix + key: value for key, value in fresh.items()})

@@ -145,7 +145,8 @@ class TFVLModule(VideoAdapterModule):
         special = embeddings.token_embedding.weight[[self.sot_id, self.eot_id]].to(dtype)
         sot, eot = special[0].expand(batch, 1, -1), special[1].expand(batch, 1, -1)
         prompts = self.text_prompts.to(dtype).expand(batch, -1, -1)
-        words = self.frame_to_text(frame_embeds)
+        # the adapter's own layers compute in their dtype (float32 under autocast_adapter_dtype), as peft's LoRA does
+        words = self.frame_to_text(frame_embeds.to(self.frame_to_text.weight.dtype)).to(dtype)
         sequence = torch.cat([sot, prompts, words, eot], dim=1)
         length = sequence.shape[1]
         # EOT goes right after the last real frame; what follows it is invisible to EOT under the causal mask
@@ -165,7 +166,7 @@ class TFVLModule(VideoAdapterModule):
         elif self.config.text_temp_fusion == "replace":
             video = self._text_temp(clip, frame_embeds, video_mask)
         else:
-            video = mean + self.gate * self._text_temp(clip, frame_embeds, video_mask)
+            video = mean + self.gate.to(mean.dtype) * self._text_temp(clip, frame_embeds, video_mask)
         return VideoModelOutput(pooler_output=video, frame_embeds=frame_embeds, video_mask=video_mask)
 
 
