@@ -4,8 +4,9 @@ Embeddings are L2-normalised, so inner product is cosine similarity and every in
 
 - Exact (`"Flat"`, the default up to `EXACT_LIMIT` vectors): brute-force inner product, recall 1 by definition.
 - Approximate, chosen by size (`factory="auto"` above `EXACT_LIMIT`): an inverted file over `nlist` k-means cells
-  (`IVF{nlist},Flat`, vectors kept exactly, so the only loss is cells not probed), `nprobe` cells visited per query.
-  `benchmarks/bench_index.py` measures recall@10 against exact search and latency at 10k / 100k / 1M vectors
+  found through an HNSW graph of the centroids (`IVF{nlist}_HNSW32,Flat`; vectors kept exactly, so the only loss is
+  cells not probed), `nprobe` cells visited per query.
+  `benchmarks/bench_index.py` measures recall@10 against exact search and latency at 10k to 1M vectors
   (`benchmarks/results/index.md`); `auto_factory` and `DEFAULT_NPROBE` come from that table.
 - Anything else FAISS's `index_factory` understands (e.g. `"HNSW32,Flat"`, `"IVF4096,PQ64"`, `"IVF1024,SQ8"`), with
   search parameters in FAISS's `ParameterSpace` syntax (e.g. `"nprobe=64"`, `"efSearch=128"`).
@@ -18,8 +19,11 @@ import os
 
 import numpy as np
 
-EXACT_LIMIT = 100_000
-"""Up to this many vectors `factory="auto"` keeps exact search (at 100k x 512 a flat query is a few ms on one core)."""
+EXACT_LIMIT = 50_000
+"""Up to this many vectors `factory="auto"` keeps exact search: one query then costs about 5 ms on one core, the
+latency the approximate index is held to (`benchmarks/results/index.md`: 0.7 ms at 10k, 1.5 ms at 20k, 5.2 ms at 50k,
+15 ms at 100k at load 3, several times more on a busy machine, growing faster than N once the vectors outgrow the CPU
+caches), while an IVF index answers in well under a millisecond at recall@10 1.0 and costs seconds to train."""
 
 DEFAULT_NPROBE = 32
 """Cells probed per query by the `auto` IVF index (recall@10 >= 0.95 on the benchmark's clustered vectors)."""
@@ -41,8 +45,19 @@ def auto_factory(num_vectors: int) -> tuple[str, str]:
     """(factory string, search parameters) that `factory="auto"` picks for `num_vectors` vectors."""
     if num_vectors <= EXACT_LIMIT:
         return "Flat", ""
-    nlist = 2 ** round(math.log2(4 * math.sqrt(num_vectors)))  # FAISS's rule of thumb: 4-16 x sqrt(N) cells
-    return f"IVF{nlist},Flat", f"nprobe={DEFAULT_NPROBE}"
+    return ivf_factory(num_vectors), f"nprobe={DEFAULT_NPROBE}"
+
+
+def ivf_cells(num_vectors: int) -> int:
+    """IVF cells for `num_vectors` vectors: about 4 x sqrt(N) (FAISS's rule of thumb: 4-16 x sqrt(N)), a power of 2."""
+    return 2 ** round(math.log2(4 * math.sqrt(num_vectors)))
+
+
+def ivf_factory(num_vectors: int) -> str:
+    """The approximate index `auto` builds for `num_vectors` vectors (above `EXACT_LIMIT`): an inverted file whose
+    cells are found through an HNSW graph over the centroids (at 4,096 cells a flat coarse search would cost 2 M
+    multiply-adds per query and per added vector), vectors kept exactly in the cells."""
+    return f"IVF{ivf_cells(num_vectors)}_HNSW32,Flat"
 
 
 def build_faiss(vectors: np.ndarray, factory: str = "Flat", search_params: str = "", seed: int = 0):
