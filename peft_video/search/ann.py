@@ -19,11 +19,11 @@ import os
 
 import numpy as np
 
-EXACT_LIMIT = 50_000
-"""Up to this many vectors `factory="auto"` keeps exact search: one query then costs about 5 ms on one core, the
-latency the approximate index is held to (`benchmarks/results/index.md`: 0.7 ms at 10k, 1.5 ms at 20k, 5.2 ms at 50k,
-15 ms at 100k at load 3, several times more on a busy machine, growing faster than N once the vectors outgrow the CPU
-caches), while an IVF index answers in well under a millisecond at recall@10 1.0 and costs seconds to train."""
+EXACT_LIMIT = 20_000
+"""Up to this many vectors `factory="auto"` keeps exact search. A flat query reads every vector (2 KB each): it stays
+within the approximate index's latency target (5 ms on one core) while the vectors fit the CPU caches, and degrades
+fast beyond, sharply so on a busy machine (EXACT_TABLE_NOTE), while an IVF index answers in well under a millisecond
+at recall@10 near 1 for a training cost of seconds."""
 
 DEFAULT_NPROBE = 32
 """Cells probed per query by the `auto` IVF index (recall@10 >= 0.95 on the benchmark's clustered vectors)."""
