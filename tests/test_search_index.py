@@ -229,7 +229,7 @@ def test_corrupt_folders_are_named_and_the_faiss_file_rebuilt_without_reencoding
 def test_approximate_indexes_by_factory_string_and_by_size(search_assets, encoder, built, tmp_path):
     assert auto_factory(EXACT_LIMIT) == ("Flat", "")
     factory, params = auto_factory(1_000_000)
-    assert factory == "IVF4096_HNSW32,Flat" and params.startswith("nprobe=")
+    assert factory == "IVF4096,Flat" and params.startswith("nprobe=")
     exact = VideoSearchIndex.open(built[0])
     queries = exact.embeddings(range(0, 32, 4)) + 0.01
     truth = [[h.video_id for h in hits] for hits in exact.search_vectors(queries, k=5)]
