@@ -123,6 +123,8 @@ class TrainArguments:
     resume_from_checkpoint: str | None = arg(None, "A checkpoint folder, or 'last': output_dir's newest complete one.")
     report_to: str = arg("tensorboard", "Trackers, comma-separated; all or none.")
     run_name: str | None = arg(None, "Tracker run name.")
+    log_gallery_queries: int = arg(3, "TensorBoard image of the N worst-ranked captions at each validation (0: none).")
+    card_gallery_queries: int = arg(3, "The model card's picture: the N worst-ranked test captions (0: none).")
     push_to_hub: bool = arg(False, "Upload the final adapter with its model card.")
     hub_model_id: str | None = arg(None, "Hub repository (default: output_dir's name).")
     hub_private_repo: bool | None = arg(None, "Create the Hub repository private.")
@@ -139,6 +141,9 @@ class TrainArguments:
             raise ValueError("set max_steps > 0 or num_train_epochs > 0")
         if self.warmup_steps < 0 or (self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps)):
             raise ValueError(f"warmup_steps must be a number of steps or a ratio in [0, 1), got {self.warmup_steps}")
+        for name in ("log_gallery_queries", "card_gallery_queries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: no picture), got {getattr(self, name)}")
         if self.bf16 and self.fp16:
             raise ValueError("bf16 and fp16 are both set; choose one")
         self.eval_strategy = self.eval_strategy or ("steps" if self.eval_steps else "epoch")
@@ -202,7 +207,18 @@ class EvalArguments(DataSourceArguments):
     output_file: str | None = field(
         default=None, metadata={"help": "JSON output; default: <adapter folder>/eval_<split>.json, else stdout only."}
     )
+    gallery_queries: int = field(
+        default=4, metadata={"help": "A PNG of the N worst-ranked captions, their top hits and own video (0: none)."}
+    )
+    gallery_file: str | None = field(
+        default=None, metadata={"help": "Where that PNG goes; default: beside the JSON output, <its name>_worst.png."}
+    )
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gallery_queries < 0:
+            raise ValueError(f"gallery_queries must be >= 0 (0: no gallery), got {self.gallery_queries}")
 
 
 MAPPING_FIELDS = ("method_config",)

@@ -40,6 +40,7 @@ from peft_video.loading import (
     video_to_text_protocol,
 )
 from peft_video.metrics import TIE_POLICIES
+from peft_video.search.gallery import worst_queries_gallery
 
 PROTOCOL = (
     "text->video: each caption ranks its own video among all videos of the split; video->text: {video_to_text}; a "
@@ -93,6 +94,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     output = args.output_file
     if output is None and args.adapter_name_or_path and Path(args.adapter_name_or_path).is_dir():
         output = str(Path(args.adapter_name_or_path) / f"eval_{args.split}.json")
+    gallery = args.gallery_file or (str(Path(output).with_name(f"{Path(output).stem}_worst.png")) if output else None)
+    # the captions it ranks worst, to look at (a streamed split's videos are inside shards: no files to draw)
+    if accelerator.is_main_process and args.gallery_queries and gallery and not args.streamed:
+        worst_queries_gallery(
+            evaluate.last_encoded, data["caption"], gallery, num_queries=args.gallery_queries,
+            backend=args.video_backend,
+        )  # fmt: skip
+        result["gallery"] = gallery
+        print(f"wrote {gallery}")
     if accelerator.is_main_process:
         if output:
             Path(output).parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.checkpointing import load_custom_state
@@ -60,6 +61,8 @@ from peft_video.loading import (
 )
 from peft_video.metrics import flatten_metrics
 from peft_video.optimization import count_parameters, parameter_groups
+from peft_video.processing import VideoTextProcessor
+from peft_video.search.gallery import worst_queries_gallery
 
 RUN_STATE_INDEX = 1  # registered after the scheduler, the run state is the last file save_state writes
 RUN_STATE_FILE = f"custom_checkpoint_{RUN_STATE_INDEX}.pkl"
@@ -67,6 +70,7 @@ SEAL_FILE = "checkpoint_files.json"  # written last: every file's size and SHA-2
 STREAM_STATE_FILE = "stream_rank{rank}.pt"  # a streamed source: each process' own position in its own shards
 TRAIN_LOG_NAME, METRICS_NAME, BEST_DIR = "train_log.jsonl", "metrics.json", "best_adapter"
 SAMPLES_DIR = "samples"  # log_samples: samples/rank<r>.jsonl, the video ids of every batch each process trained on
+CARD_GALLERY_NAME = "worst_queries.png"  # beside the card, which embeds it
 
 
 @dataclass
@@ -162,6 +166,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         backend=data_args.video_backend, decode_timeout=data_args.decode_timeout or None,
         subset_columns=data_args.subset_columns, twin_column=data_args.twin_column,
         dsl_temperature=args.dsl_temperature, progress=not args.disable_tqdm, video_to_text_protocol=protocol,
+    )  # fmt: skip
+    processor = VideoTextProcessor(  # saved beside the adapter: inputs prepared exactly as evaluated here
+        tokenizer, sampling=sampling, transform=transform, max_text_length=data_args.max_text_length,
+        video_backend=data_args.video_backend,
     )  # fmt: skip
 
     def evaluate_on(network, role: str, desc: str) -> dict[str, Any]:
@@ -293,11 +301,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.eval_strategy != "no" and (state.step % eval_steps == 0 or last):  # select on validation only
                 validation = evaluate_on(network, "validation", f"validation @ step {state.step}")
                 accelerator.log(scalars("validation", validation), step=state.step)
+                if not streamed:  # a stream's videos are inside its shards: no files to draw
+                    log_worst_queries(
+                        accelerator, evaluate, splits["validation"], state.step, args.log_gallery_queries
+                    )
                 value, best = metric_value(validation, args.metric_for_best_model), state.best_metric
                 if best is None or (value > best if args.greater_is_better else value < best):
                     state.best_metric, state.best_step, state.best_validation = value, state.step, validation
                     if accelerator.is_main_process:
-                        network.save_pretrained(str(output_dir / BEST_DIR))
+                        save_model(network, processor, output_dir / BEST_DIR)
                     accelerator.wait_for_everyone()
                 model.train()
             if state.step % save_steps == 0 or last:
@@ -335,8 +347,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data_errors": errors.to_dict(), "skipped_batches": dict(skipped),
     }  # fmt: skip
     if accelerator.is_main_process:
-        network.save_pretrained(str(output_dir))
+        save_model(network, processor, output_dir)
         card = card_facts(metrics, args, dataset_name, data_args.test_split, accelerator.mixed_precision)
+        if args.card_gallery_queries > 0 and not streamed:  # the test captions ranked worst: a picture the card embeds
+            card["gallery"] = CARD_GALLERY_NAME
+            worst_queries_gallery(
+                evaluate.last_encoded, splits["test"]["caption"], output_dir / card["gallery"],
+                num_queries=args.card_gallery_queries, k=3, backend=data_args.video_backend,
+            )  # fmt: skip
         if model_args.method == "full_finetune":  # a standalone CLIPModel folder: tokenizer and image processor too
             tokenizer.save_pretrained(output_dir)
             if (Path(base_name) / "preprocessor_config.json").is_file():
@@ -346,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
         accelerator.print(f"saved {model_args.method} to {output_dir} with {METRICS_NAME}")
         if args.push_to_hub:
-            push(network, args.hub_model_id or output_dir.resolve().name, card, args.hub_private_repo)
+            push(network, processor, output_dir, args.hub_model_id or output_dir.resolve().name, card, args)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
@@ -708,6 +726,27 @@ def rows_of(data) -> int | None:
     return len(data) if hasattr(data, "__len__") else None
 
 
+def save_model(network, processor: VideoTextProcessor, folder: Path) -> None:
+    """The trained weights and, for an adapter, beside them the processor that prepares a video and a caption exactly
+    as this run evaluated them (`VideoTextProcessor.from_pretrained(folder)`: one id is all a user needs). A fine-tuned
+    CLIPModel folder (full_finetune) gets none: transformers' own processors would read its processor_config.json."""
+    network.save_pretrained(str(folder))
+    if hasattr(network, "peft_config"):
+        processor.save_pretrained(folder)
+
+
+def log_worst_queries(accelerator: Accelerator, evaluate: RetrievalEvaluator, data, step: int, count: int) -> None:
+    """A validation's `count` worst-ranked captions (each with its top hits and its own video) as one TensorBoard
+    image, when the tensorboard tracker is on."""
+    if count <= 0 or not accelerator.is_main_process or "tensorboard" not in {t.name for t in accelerator.trackers}:
+        return
+    image = worst_queries_gallery(
+        evaluate.last_encoded, data["caption"], num_queries=count, k=3, backend=evaluate.backend
+    )
+    writer = accelerator.get_tracker("tensorboard", unwrap=True)
+    writer.add_image("validation/worst_queries", np.asarray(image), step, dataformats="HWC")
+
+
 def load_weights(network, folder: Path) -> None:
     """Put the weights saved in `folder` (the best validation step's) back into `network`."""
     if not hasattr(network, "peft_config"):  # full_finetune: a whole CLIPModel folder
@@ -737,12 +776,17 @@ def card_facts(metrics, args: TrainArguments, dataset_name: str, test_split: str
             "dataset": dataset_name, "split": test_split, "training": training}  # fmt: skip
 
 
-def push(network, repo_id: str, card: dict[str, Any], private: bool | None) -> None:
-    """Upload the final model: an adapter with its card (`push_adapter_to_hub`), or the fine-tuned CLIPModel."""
+def push(network, processor, output_dir: Path, repo_id: str, card: dict[str, Any], args: TrainArguments) -> None:
+    """Upload the final model: an adapter with its processor, card and the card's picture (`push_adapter_to_hub`), or
+    the fine-tuned CLIPModel."""
     if hasattr(network, "peft_config"):
-        push_adapter_to_hub(network, repo_id, card={**card, "adapter_id": repo_id}, private=private)
+        files = [output_dir / card["gallery"]] if card.get("gallery") else []
+        push_adapter_to_hub(
+            network, repo_id, card={**card, "adapter_id": repo_id}, processor=processor, files=files,
+            private=args.hub_private_repo,
+        )  # fmt: skip
     else:
-        network.push_to_hub(repo_id, private=private)
+        network.push_to_hub(repo_id, private=args.hub_private_repo)
     print(f"pushed to the Hub: {repo_id}")
 
 

@@ -290,7 +290,7 @@ def _search_commands(commands) -> None:
     index.add_argument("--frame-chunk-size", type=int, default=None)
     index.add_argument("--short-video-policy", choices=SHORT_VIDEO_POLICIES, default=None)
     index.add_argument("--split", default=None, help="only rows of this manifest split")
-    index.add_argument("--factory", default="auto", help="FAISS index: auto (exact, IVF above 100k), Flat, or a "
+    index.add_argument("--factory", default="auto", help="FAISS index: auto (exact, IVF above 50k), Flat, or a "
                        "faiss.index_factory string such as IVF4096,Flat or HNSW32,Flat")  # fmt: skip
     index.add_argument("--search-params", default=None, help="FAISS search settings, e.g. nprobe=64 or efSearch=128")
     index.add_argument("--shard-size", type=int, default=1024, help="videos per shard (unit of resumption)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,7 +33,8 @@ class RetrievalEvaluator:
         metrics = evaluate(model, load_split(manifest, "test", "test"), accelerator=accelerator)
 
     With an `accelerator`, videos and captions are sharded over its processes, each counted exactly once
-    (`encode_split`); the result is `split_metrics`'.
+    (`encode_split`); the result is `split_metrics`'. `last_encoded` keeps the latest call's `encode_split` output
+    (embeddings of one split), from which pictures are drawn (`peft_video.search.gallery.worst_queries_gallery`).
     """
 
     sampling: Any
@@ -50,6 +51,7 @@ class RetrievalEvaluator:
     dsl_temperature: float | None = None
     progress: bool = False
     video_to_text_protocol: str = "collaborative_experts"
+    last_encoded: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def __call__(self, model: nn.Module, data: Any, accelerator: Any = None) -> dict[str, Any]:
         """Metrics of `model` on `data`: a caption-per-row `datasets.Dataset`, or a streamed `datasets.IterableDataset`
@@ -57,7 +59,7 @@ class RetrievalEvaluator:
         import datasets
 
         encode = encode_stream if isinstance(data, datasets.IterableDataset) else encode_split
-        encoded = encode(
+        self.last_encoded = encoded = encode(
             model, data, sampling=self.sampling, transform=self.transform, tokenizer=self.tokenizer,
             max_text_length=self.max_text_length, batch_size=self.batch_size, num_workers=self.num_workers,
             accelerator=accelerator, backend=self.backend, decode_timeout=self.decode_timeout, progress=self.progress,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -274,15 +273,16 @@ def load_split(manifest: str | Path, split: str, role: str, limit: int | None = 
     return data
 
 
-def load_base_model(name: str | None = None, role: str = "base model"):
-    """`(CLIPModel, its name)`; `None` is the offline world's tiny CLIP. An error names the model and the role."""
+def load_base_model(name: str | None = None, role: str = "base model", dtype: Any = None):
+    """`(CLIPModel, its name)`; `None` is the offline world's tiny CLIP; `dtype` (e.g. `torch.bfloat16`) loads its
+    weights in that type (default: as saved, float32 for CLIP). An error names the model and the role."""
     from transformers import CLIPModel
 
     from .synthetic import TINY_CLIP_PATH
 
     name = name or str(TINY_CLIP_PATH)
     try:
-        return CLIPModel.from_pretrained(name), name
+        return CLIPModel.from_pretrained(name, **({"dtype": dtype} if dtype is not None else {})), name
     except (OSError, ValueError) as err:
         hint = (
             " (the tiny CLIP is made by `python examples/pretrain_tiny_clip.py`)"
@@ -303,26 +303,12 @@ def load_tokenizer(name: str):
 
 
 def load_frame_transform(model_name: str, image_size: int):
-    """CLIP preprocessing from the base model's image processor settings when it has them, else OpenAI CLIP's at
-    `image_size`. A local folder's preprocessor_config.json is read directly (no image-processor backend needed)."""
-    from types import SimpleNamespace
+    """CLIP preprocessing from the base model's image processor settings (its preprocessor_config.json, in a folder
+    or on the Hub, read without an image-processor backend) when it has them, else OpenAI CLIP's at `image_size`.
+    The same function builds `VideoTextProcessor`'s transform (`processing.transform_for_base_model`)."""
+    from .processing import transform_for_base_model
 
-    from .data import ClipFrameTransform
-
-    folder = Path(model_name)
-    if folder.is_dir():
-        config_file = folder / "preprocessor_config.json"
-        if not config_file.is_file():
-            return ClipFrameTransform.for_image_size(image_size)
-        settings = SimpleNamespace(**json.loads(config_file.read_text()))
-        return ClipFrameTransform.from_processor(settings, image_size=image_size)
-    try:
-        from transformers import CLIPImageProcessor
-
-        processor = CLIPImageProcessor.from_pretrained(model_name)
-    except (OSError, ValueError):
-        return ClipFrameTransform.for_image_size(image_size)
-    return ClipFrameTransform.from_processor(processor, image_size=image_size)
+    return transform_for_base_model(model_name, image_size)
 
 
 def known_method_names() -> list[str]:
@@ -392,12 +378,16 @@ class LoadedModel:
 
 
 def load_trained_model(
-    adapter_name_or_path: str | None = None, base_model: str | None = None, num_frames: int | None = None
+    adapter_name_or_path: str | None = None,
+    base_model: str | None = None,
+    num_frames: int | None = None,
+    dtype: Any = None,
 ) -> LoadedModel:
     """Load what `adapter_name_or_path` names: a peft_video adapter (folder or Hub id; its base model from its
     `adapter_config.json` unless `base_model` is given), a fine-tuned CLIPModel folder (`full_finetune` output), or,
     with no adapter, `base_model`'s zero-shot baseline. Baselines take `num_frames` frames (default
-    `DEFAULT_NUM_FRAMES`)."""
+    `DEFAULT_NUM_FRAMES`). `dtype` loads the CLIPModel in that type (adapter weights stay float32, as in every peft
+    tuner)."""
     from peft import PeftConfig, PeftModel
 
     from .baselines import MeanPoolingCLIP
@@ -406,7 +396,7 @@ def load_trained_model(
     if adapter_name_or_path is None:
         if base_model is None:
             raise ValueError("give --adapter_name_or_path (an adapter) or --base_model (its zero-shot baseline)")
-        clip, name = load_base_model(base_model)
+        clip, name = load_base_model(base_model, dtype=dtype)
         return LoadedModel(MeanPoolingCLIP(clip, frames), None, name, "zero_shot")
     folder = Path(adapter_name_or_path)
     if folder.is_dir() and not (folder / "adapter_config.json").is_file():
@@ -414,7 +404,7 @@ def load_trained_model(
             raise FileNotFoundError(
                 f"{folder} holds neither adapter_config.json (an adapter) nor config.json (a CLIP)"
             )
-        clip, name = load_base_model(str(folder), role="fine-tuned model")
+        clip, name = load_base_model(str(folder), role="fine-tuned model", dtype=dtype)
         return LoadedModel(MeanPoolingCLIP(clip, frames), None, name, "full_finetune")
     try:
         config = PeftConfig.from_pretrained(adapter_name_or_path)
@@ -427,7 +417,7 @@ def load_trained_model(
     if not base:
         raise ValueError(f"adapter {adapter_name_or_path!r} does not name its base model; pass --base_model")
     try:
-        clip, name = load_base_model(base)
+        clip, name = load_base_model(base, dtype=dtype)
     except OSError as err:
         origin = (
             "--base_model" if base_model else f"base_model_name_or_path in {adapter_name_or_path}'s adapter_config"

@@ -5,6 +5,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tiny models: each op takes microseconds, so a second OpenMP thread adds barrier waits, not speed, and on a loaded
+# 2-core machine made test_train/test_evaluate 5-10x slower. Set before torch is imported (subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from peft_video.testing import make_clip, tiny_clip_config  # noqa: E402
 

@@ -233,7 +233,7 @@ def test_approximate_indexes_by_factory_string_and_by_size(search_assets, encode
     exact = VideoSearchIndex.open(built[0])
     queries = exact.embeddings(range(0, 32, 4)) + 0.01
     truth = [[h.video_id for h in hits] for hits in exact.search_vectors(queries, k=5)]
-    for factory, params in (("IVF4,Flat", "nprobe=4"), ("HNSW8,Flat", "efSearch=64")):
+    for factory, params in (("IVF4,Flat", "nprobe=4"), ("IVF4_HNSW8,Flat", "nprobe=4"), ("HNSW8,Flat", "efSearch=64")):
         directory = tmp_path / factory.replace(",", "_")
         shutil.copytree(built[0], directory)
         rebuild_faiss(directory, factory, params)
@@ -280,3 +280,42 @@ def test_zero_shot_index_in_bfloat16(search_assets, tmp_path):
     assert len(hits) == 3 and all(np.isfinite(h.score) for h in hits)
     assert torch.isfinite(torch.tensor(index.embeddings())).all()
     assert os.path.getsize(next((tmp_path / "idx").glob("faiss-*.index"))) > 8 * 16 * 4
+
+
+def test_encoder_loads_through_the_scripts_loader_and_names_what_is_missing(search_assets, encoder, tmp_path):
+    from peft_video.loading import load_trained_model
+
+    # one loader: the encoder's model is what examples/evaluate.py loads (same weights, same outputs)
+    loaded = load_trained_model(str(search_assets.adapter)).model.eval()
+    pixels, mask = torch.rand(2, 4, 3, 32, 32), torch.ones(2, 4, dtype=torch.bool)
+    with torch.no_grad():
+        expected = loaded.get_video_features(pixel_values=pixels, video_mask=mask).pooler_output
+    np.testing.assert_allclose(
+        encoder.encode_pixels(pixels, mask), torch.nn.functional.normalize(expected, dim=-1).numpy(), atol=1e-6
+    )
+    assert VideoTextEncoder.load(adapter=search_assets.adapter, dtype="bfloat16").model.get_base_model().dtype == (
+        torch.bfloat16
+    )
+    with pytest.raises(ValueError, match="give an adapter"):
+        VideoTextEncoder.load()
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        VideoTextEncoder.load(adapter=search_assets.adapter, dtype="int8")
+    with pytest.raises(FileNotFoundError, match="holds neither adapter_config.json"):
+        VideoTextEncoder.load(adapter=tmp_path)
+    with pytest.raises(OSError, match="neither a local folder with adapter_config.json nor a reachable Hub"):
+        VideoTextEncoder.load(adapter="someone/no-such-adapter")
+    moved = tmp_path / "moved_adapter"
+    shutil.copytree(search_assets.adapter, moved)
+    config = json.loads((moved / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "gone" / "clip")
+    (moved / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(OSError, match=r"the base model of adapter .* cannot be found: .*gone/clip"):
+        VideoTextEncoder.load(adapter=moved)
+    assert (
+        VideoTextEncoder.load(adapter=moved, base_model=search_assets.clip).identity["adapter_weights"]
+        == (encoder.identity["adapter_weights"])
+    )
+    with pytest.raises(OSError, match=r"base model '.*nowhere' cannot be loaded as a CLIPModel"):
+        VideoTextEncoder.load(base_model=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="fine-tuned CLIPModel folder, not an adapter"):
+        VideoTextEncoder.load(adapter=search_assets.clip)

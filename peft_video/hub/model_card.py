@@ -72,6 +72,7 @@ def write_model_card(
     metrics: Mapping[str, Any] | None = None,
     dataset: str | None = None,
     split: str = "test",
+    gallery: str | None = None,
 ) -> ModelCard:
     """Write (or update) `output_dir/README.md`, the model card of a peft_video adapter, and return it.
 
@@ -86,12 +87,17 @@ def write_model_card(
             `tie_policy` and `dsl` are shown too), for the text and the metadata's `model-index`.
         dataset: Where `metrics` come from: a public benchmark's name, a Hub dataset id, or any name.
         split: The split `metrics` come from.
+        gallery: A picture already in `output_dir` (a file name, e.g. `worst_test.png` from
+            `peft_video.search.gallery.worst_queries_gallery`), embedded by a relative link, so that it renders on
+            the Hub once uploaded beside the card.
     """
     method = _method(config)
     if training is not None and not isinstance(training, Mapping):
         raise ValueError(f"training must be a mapping of row label to value, got {type(training).__name__}")
     if metrics is not None:
         _check_metrics(metrics, dataset)
+    if gallery is not None:
+        _check_gallery(output_dir, gallery)
     base, dataset_id = hub_repo_id(getattr(config, "base_model_name_or_path", None)), hub_dataset_id(dataset)
     path = os.path.join(os.fspath(output_dir), README_NAME)
     existing = _load(path)
@@ -127,8 +133,10 @@ def write_model_card(
         method=method, base=base, version=__version__, image_size=image_size or "H", num_frames=config.num_frames,
         usage_base_model=json.dumps(base or "<base CLIP model: Hub id or folder>"),
         usage_adapter_id=json.dumps(adapter_id or "<this adapter: Hub id or folder>"),
+        cli_adapter=adapter_id or "ADAPTER_FOLDER_OR_HUB_ID",
         setup_rows=[(str(k).replace("|", "\\|"), str(v).replace("|", "\\|")) for k, v in rows.items()],
         dataset=dataset, dataset_id=dataset_id, split=split, metric_names=names, has_dsl=len(blocks) > 1,
+        gallery=gallery,
         tie_policy=(metrics or {}).get("tie_policy", "pessimistic"),
         result_rows=[(label + suffix, [_number(block[d].get(n, "–")) for n in names])
                      for suffix, block in blocks if metrics for d, (_, _, label) in DIRECTIONS.items()],
@@ -161,6 +169,15 @@ def _check_metrics(metrics: Mapping[str, Any], dataset: str | None) -> None:
     ]
     if bad:
         raise ValueError(f"metrics[{bad[0][0]!r}][{bad[0][1]!r}] must be a number, got {bad[0][2]!r}")
+
+
+def _check_gallery(output_dir: str | os.PathLike, gallery: str) -> None:
+    """A card's picture is a file beside it: a plain relative name (the Hub resolves it in the repository)."""
+    name = os.fspath(gallery)
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or not name.strip():
+        raise ValueError(f"gallery must be a file name inside the adapter folder, got {name!r}")
+    if not os.path.isfile(os.path.join(os.fspath(output_dir), name)):
+        raise FileNotFoundError(f"gallery {name!r} is not in {os.fspath(output_dir)}; write the picture there first")
 
 
 def _load(path: str) -> ModelCard | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .model_card import README_NAME, write_model_card
@@ -24,6 +24,8 @@ def push_adapter_to_hub(
     repo_id: str,
     *,
     card: Mapping[str, Any] | None = None,
+    processor: Any = None,
+    files: Sequence[str | os.PathLike] = (),
     commit_message: str | None = None,
     private: bool | None = None,
     token: str | bool | None = None,
@@ -32,8 +34,9 @@ def push_adapter_to_hub(
     api: Any = None,
     **save_kwargs: Any,
 ) -> Any:
-    """Save `model` (a peft_video PeftModel) with `save_pretrained` and upload the folder to `repo_id`; returns the
-    commit info.
+    """Save `model` (a peft_video PeftModel) with `save_pretrained`, its `processor` (a `VideoTextProcessor`) beside it
+    and `files` (e.g. the picture `card["gallery"]` names) next to them, and upload the folder to `repo_id`; returns
+    the commit info.
 
     A README already on the Hub is downloaded first and merged by the card writer (its metadata and text are kept,
     our block replaced). `card` holds `write_model_card`'s keyword arguments (training setup, test results, license,
@@ -53,6 +56,10 @@ def push_adapter_to_hub(
         if remote_card is not None:
             shutil.copyfile(remote_card, os.path.join(folder, README_NAME))
         model.save_pretrained(folder, **save_kwargs)
+        if processor is not None:
+            processor.save_pretrained(folder)
+        for file in files:
+            shutil.copyfile(file, os.path.join(folder, os.path.basename(file)))
         write_model_card(folder, model.active_peft_config, **{"adapter_id": repo_id, **(card or {})})
         return api.upload_folder(
             repo_id=repo_id,

@@ -10,7 +10,6 @@ identity that an index records so that it never mixes embeddings of different mo
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..processing import ADAPTER_CONFIG_FILE, VideoTextProcessor, _hub_file
+from ..processing import VideoTextProcessor, _hub_file
 
 IDENTITY_FIELDS = ("base_model", "base_model_config", "adapter_weights", "sampling", "transform", "embedding_dim")
 """Identity fields that must agree for two sets of embeddings to share an index (names and paths may differ)."""
@@ -65,42 +64,28 @@ class VideoTextEncoder:
         """Load base model + adapter (`adapter` a folder or Hub id; `base_model` default: the adapter config's
         `base_model_name_or_path`), or the zero-shot baseline of `base_model` (mean pooling over `num_frames`
         frames drawn with `sampling`). `dtype` loads the base model in `"bfloat16"` / `"float16"` (adapter weights
-        stay float32, as in every peft tuner). Every failure names what could not be found."""
-        from peft import PeftModel
-        from transformers import CLIPModel
-
-        import peft_video  # noqa: F401  (registers the methods with peft)
-
-        from ..baselines import MeanPoolingCLIP
+        stay float32, as in every peft tuner). The model is loaded by `peft_video.loading.load_trained_model`, as
+        `examples/evaluate.py` loads it; every failure names what could not be found."""
+        from ..loading import load_trained_model
 
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         if adapter is None and base_model is None:
             raise ValueError("give an adapter (folder or Hub id) or a base_model (for the zero-shot baseline)")
-        adapter_config_path = _hub_file(adapter, ADAPTER_CONFIG_FILE) if adapter is not None else None
-        if adapter is not None and adapter_config_path is None:
-            raise OSError(
-                f"adapter {str(adapter)!r} is neither a folder nor a reachable Hub repository with "
-                f"{ADAPTER_CONFIG_FILE}"
+        loaded = load_trained_model(
+            None if adapter is None else str(adapter), None if base_model is None else str(base_model), num_frames,
+            dtype=_DTYPES[dtype],
+        )  # fmt: skip
+        if loaded.method == "full_finetune":
+            raise ValueError(
+                f"{str(adapter)!r} is a fine-tuned CLIPModel folder, not an adapter; index with it as the base model "
+                "(base_model=..., --base-model: mean pooling over its frames, as it was trained)"
             )
+        model, base_model, method = loaded.model, loaded.base_model, loaded.method
         if adapter is not None:
-            config = json.loads(Path(adapter_config_path).read_text())
-            base_model = base_model or config.get("base_model_name_or_path")
-            if not base_model:
-                raise ValueError(f"adapter {str(adapter)!r} does not name its base model; pass base_model")
-        try:
-            clip = CLIPModel.from_pretrained(str(base_model), dtype=_DTYPES[dtype])
-        except (OSError, ValueError) as err:
-            origin = f" (named by {adapter}'s {ADAPTER_CONFIG_FILE})" if adapter is not None else ""
-            raise OSError(f"base model {str(base_model)!r}{origin} cannot be loaded as a CLIPModel: {err}") from err
-        if adapter is not None:
-            model = PeftModel.from_pretrained(clip, str(adapter))
             processor = VideoTextProcessor.from_pretrained(str(adapter), base_model=str(base_model))
-            method = str(getattr(model.active_peft_config.peft_type, "value", "")).lower()
         else:
             processor = VideoTextProcessor.from_base_model(str(base_model), num_frames=num_frames, **sampling)
-            model = MeanPoolingCLIP(clip, processor.sampling.num_frames)
-            method = "zero_shot"
         device = torch.device(device) if device is not None else torch.device("cpu")
         model = model.to(device).eval()
         identity = {
@@ -112,7 +97,7 @@ class VideoTextEncoder:
             "sampling": processor.sampling.to_dict(),
             "transform": processor.to_dict()["transform"],
             "max_text_length": processor.max_text_length,
-            "embedding_dim": int(clip.config.projection_dim),
+            "embedding_dim": int(_clip(model).config.projection_dim),
             "dtype": dtype,
         }
         return cls(model, processor, identity)
@@ -149,6 +134,11 @@ class VideoTextEncoder:
             inputs = self.processor.process_videos(items[start : start + batch_size])
             parts.append(self.encode_pixels(inputs["pixel_values"], inputs["video_mask"]))
         return np.concatenate(parts) if parts else np.zeros((0, self.identity["embedding_dim"]), np.float32)
+
+
+def _clip(model: Any):
+    """The CLIPModel inside an adapter model or a mean-pooling baseline."""
+    return model.clip if hasattr(model, "clip") else model.get_base_model()
 
 
 def _adapter_weights(adapter: str | os.PathLike) -> str | None:

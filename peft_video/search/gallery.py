@@ -117,7 +117,8 @@ def _draw(query: str, rows: Sequence[_Row], *, title: str | None, frames: int, h
     heading = _font(20)
     wrapped = textwrap.wrap(f"“{query}”", width=max(30, (width - 2 * pad) // 11)) or [""]
     header = pad + 28 * len(wrapped) + (22 if title else 0) + pad
-    row_height = height + 2 * pad
+    label_height = 92 if any(row.note for row in rows) else 74  # rank, score, id, ground truth (, note)
+    row_height = max(height, label_height) + 2 * pad
     image = Image.new("RGB", (width, header + row_height * len(rows) + pad), BACKGROUND)
     draw = ImageDraw.Draw(image)
     y = pad

@@ -283,7 +283,6 @@ def process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-
 @dataclass
 class BuildReport:
     """What a `build_index` call did."""
