@@ -20,8 +20,10 @@ from peft_video.data import (
     DataErrorSummary,
     FrameCache,
     FrameSampling,
+    VideoDecodeError,
     VideoTextCollator,
     VideoTextDataset,
+    available_backends,
     build_frame_cache,
     decode_frames,
     load_manifest,
@@ -269,6 +271,21 @@ def test_decoder_messages_do_not_leak_into_the_command_output(tmp_path, capfd):
     assert "unreadable: 2" in out and "partly decodable: 1" in out
     reasons = {Path(c["video"]).name: c["reason"] for c in json.loads(report.read_text())["checks"]}
     assert "moov atom not found" in reasons["cut.mp4"]  # what FFmpeg said went into the report, with the file
+
+
+@pytest.mark.skipif("decord" not in available_backends(), reason="decord has no wheel for this platform")
+def test_decord_failing_in_process_prints_nothing_not_even_the_bytes_it_was_given(tmp_path, capfd):
+    from peft_video.data.decoding import VideoBytes
+
+    write_random_bytes(tmp_path / "noise.mp4")
+    sources = [str(tmp_path / "noise.mp4"), VideoBytes(b"\x01binary\xfe" * 40, "shard-0.tar#broken")]
+    for source in sources:
+        with pytest.raises(VideoDecodeError, match="decord could not open it"):
+            decode_frames(source, FrameSampling(num_frames=4), backend="decord")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    print("stderr still works", file=sys.stderr)
+    assert capfd.readouterr().err == "stderr still works\n"
 
 
 def test_validate_and_cache_default_to_the_library_frame_count(tmp_path, capsys):

@@ -170,7 +170,8 @@ class DecordReader:
         native_log.quiet_decord()
         self._path = source_name(path)
         try:
-            self._reader = decord.VideoReader(_openable(path), ctx=decord.cpu(0), num_threads=self.num_threads)
+            with native_log.silenced_stderr():  # decord's logger prints the source (raw bytes, too) on failure
+                self._reader = decord.VideoReader(_openable(path), ctx=decord.cpu(0), num_threads=self.num_threads)
             num_frames = len(self._reader)
             fps = float(self._reader.get_avg_fps())
         except Exception as err:  # decord raises DECORDError / RuntimeError without the file name

@@ -5,14 +5,19 @@
 - In the isolated helper process (`peft_video.data.isolation`), `NativeStderrCapture` points descriptor 2 at a
   private file; after a failed call the distinct messages are appended to the error's reason, so what matters ends
   up in the report, next to the file it is about, and nothing reaches the terminal.
-- In any other process, decord's FFmpeg log is switched off (`quiet_decord`): a decoding error is raised as
-  `VideoDecodeError` naming the file either way. PyAV (>= 13) keeps FFmpeg's log off by default.
+- In any other process, decord's FFmpeg log is switched off (`quiet_decord`), and the line decord's own C++ logger
+  prints when it cannot open a source (`ERROR opening: <the path, or the raw bytes of a video in memory>`, which no
+  log level reaches) is dropped by pointing descriptor 2 at /dev/null for the duration of the open
+  (`silenced_stderr`): a decoding error is raised as `VideoDecodeError` naming the file either way. PyAV (>= 13)
+  keeps FFmpeg's log off by default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 import tempfile
 
 _DECORD_LEVEL_APPLIED: str | None = None
@@ -70,3 +75,21 @@ class NativeStderrCapture:
         self._file.flush()
         self._file.seek(0)
         return condense(self._file.read(64 * 1024).decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """Descriptor 2 points at /dev/null inside the block (outside the isolated helper, whose capture reads it).
+    Keep the block short: whatever any thread of the process writes to stderr meanwhile is lost."""
+    if _CAPTURING:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
