@@ -25,6 +25,7 @@ from .decoding import (
     decode_frames,
 )
 from .errors import DecoderCrashedError, DecodeTimeoutError, ManifestError, VideoDecodeError
+from .grouped_batches import GroupedBatchSampler
 from .isolation import IsolatedDecoder, decode_many
 from .manifest import (
     VideoIndex,
@@ -53,6 +54,7 @@ __all__ = [
     "FailedSample",
     "FrameCache",
     "FrameSampling",
+    "GroupedBatchSampler",
     "IsolatedDecoder",
     "ManifestError",
     "PyAVReader",
