@@ -110,3 +110,22 @@ def test_gradient_checkpointing_gives_the_same_gradients(clip_config):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7)
+
+
+def test_frame_embedding_is_zero_at_init_and_orders_frames_when_trained(clip_config):
+    from peft_video.testing import make_clip
+
+    videos = random_videos(clip_config, 2, 4)
+    fields = {"num_frames": 4, "text_temp": False}
+    torch.manual_seed(0)
+    plain = get_peft_model(make_clip(clip_config, seed=0), TFVLConfig(**fields)).eval()
+    torch.manual_seed(0)
+    indexed = get_peft_model(make_clip(clip_config, seed=0), TFVLConfig(image_temp_frame_embedding=True, **fields))
+    indexed.eval()
+    torch.testing.assert_close(video_embeds(indexed, videos), video_embeds(plain, videos), rtol=0, atol=0)
+    embedding = indexed.base_model.model.video_adapter.tfvl_modules["default"].frame_embedding
+    with torch.no_grad():
+        embedding.normal_()
+    assert not torch.allclose(video_embeds(indexed, videos), video_embeds(plain, videos), atol=1e-4)
+    with pytest.raises(ValueError, match="needs image_temp=True"):
+        TFVLConfig(image_temp=False, image_temp_frame_embedding=True)

@@ -43,6 +43,10 @@ class TFVLConfig(VideoAdapterConfig):
             `[len(image_temp_layers), num_frames, k, width]`.
         image_temp_video_prompts (`int`):
             Prompt tokens per joint layer shared by the whole video (a joint memory), shape `[layers, n, width]`.
+        image_temp_frame_embedding (`bool`):
+            Also index frames additively: a learnable embedding per frame index, `[num_frames, vision width]`, zero
+            at init, added to every token of frame t before the first vision layer (a temporal position embedding),
+            so that every layer, not only the joint ones' index prompts, knows which frame a token belongs to.
     """
 
     text_temp: bool = field(default=True, metadata={"help": "Enable TextTemp, the temporal video head."})
@@ -61,6 +65,9 @@ class TFVLConfig(VideoAdapterConfig):
     image_temp_video_prompts: int = field(
         default=16, metadata={"help": "Prompt tokens per joint layer shared by all frames of a video."}
     )
+    image_temp_frame_embedding: bool = field(
+        default=False, metadata={"help": "Add a learnable per-frame-index embedding to every token of a frame."}
+    )
 
     def __post_init__(self) -> None:
         self.peft_type = PeftType.TFVL
@@ -73,6 +80,8 @@ class TFVLConfig(VideoAdapterConfig):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         self.image_temp_layers = list(self.image_temp_layers)
+        if self.image_temp_frame_embedding and not self.image_temp:
+            raise ValueError("image_temp_frame_embedding indexes ImageTemp's frames: it needs image_temp=True.")
         if self.image_temp and not self.image_temp_layers:
             raise ValueError("image_temp=True needs at least one index in image_temp_layers.")
         if len(set(self.image_temp_layers)) != len(self.image_temp_layers):

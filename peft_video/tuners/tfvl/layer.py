@@ -51,6 +51,8 @@ class TFVLModule(VideoAdapterModule):
             )
             nn.init.uniform_(self.frame_prompts, -bound, bound)
             nn.init.uniform_(self.video_prompts, -bound, bound)
+            if config.image_temp_frame_embedding:
+                self.frame_embedding = nn.Parameter(torch.zeros(config.num_frames, vision.hidden_size))
 
         if config.text_temp:
             needed = config.text_temp_prompt_tokens + config.num_frames + 2
@@ -83,6 +85,9 @@ class TFVLModule(VideoAdapterModule):
         vision = clip_ops.vision_tower(clip)
         hidden = clip_ops.embed_frames(clip, flat)  # [B*T, N, D]
         tokens, width = hidden.shape[1:]
+        if self.config.image_temp_frame_embedding:
+            index = self.frame_embedding[:frames].to(hidden.dtype)
+            hidden = (hidden.view(batch, frames, tokens, width) + index[:, None]).view(batch * frames, tokens, width)
         joint = dict(zip(self.joint_layers, range(len(self.joint_layers))))
         attn_mask = self._joint_attention_mask(video_mask, tokens)
         for index, layer in enumerate(vision.encoder.layers):
