@@ -436,6 +436,15 @@ def test_twin_accuracy_of_identical_twins_is_exactly_chance():
     texts = torch.randn(6, 8)
     result = twin_accuracy(texts @ videos.t(), torch.arange(6), torch.tensor([3, 4, 5, 0, 1, 2]))
     assert result == {"accuracy": 50.0, "num_queries": 6}
+    # the same frames averaged in another order: equal up to float rounding only, still exactly chance
+    frames = torch.randn(3, 12, 8, generator=torch.Generator().manual_seed(27))
+    videos = torch.nn.functional.normalize(torch.cat([frames.mean(1), frames.flip(1).mean(1)]), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(27)), dim=-1)
+    similarity, twins = texts @ videos.t(), torch.tensor([3, 4, 5, 0, 1, 2])
+    assert (similarity.diagonal() != similarity[torch.arange(6), twins]).all()  # rounding makes no exact tie here
+    assert twin_accuracy(similarity, torch.arange(6), twins)["accuracy"] == 50.0
+    flips = twin_accuracy(similarity, torch.arange(6), twins, tolerance=0.0)["accuracy"]
+    assert flips == pytest.approx(100 * 2 / 6)  # without the tolerance, rounding decides
 
 
 @pytest.mark.parametrize(
