@@ -152,6 +152,8 @@ def _check_size(size: str | None, obj: dict, image_size: int, caption: str) -> N
 
 
 _PLACE = r"(top left|top right|bottom left|bottom right|left|right|top|bottom|center)"
+_OPPOSITE = {"left": "right", "top": "bottom", "top left": "bottom right", "top right": "bottom left"}
+_OPPOSITE.update({end: start for start, end in list(_OPPOSITE.items())})
 _SIZE = r"(?:(small|big) )?"
 _OBJ = rf"an? {_SIZE}(\w+) (\w+)"
 _POS = rf"(?:on the|at the|in the) {_PLACE}"
@@ -166,8 +168,9 @@ def assert_caption_matches_frames(caption: str, frames: np.ndarray) -> None:
         first = [t for t, objs in enumerate(detected) if _find(objs, c1, s1, p1)]
         second = [t for t, objs in enumerate(detected) if _find(objs, c2, s2, p2)]
         assert first and second and first[0] < second[0], caption
-    elif m := re.fullmatch(rf"{_OBJ} moves from {_PLACE} to {_PLACE}(?: {_POS})?", caption):
-        size, colour, shape, start, end, lane = m.groups()
+    elif m := re.fullmatch(rf"{_OBJ} moves to the {_PLACE}(?: {_POS})?", caption):
+        size, colour, shape, end, lane = m.groups()
+        start = _OPPOSITE[end]
         track = [_find(objs, colour, shape)[0] for objs in detected]
         for axis in ("x", "y"):
             values = np.array([obj[axis] for obj in track])
@@ -186,9 +189,11 @@ def assert_caption_matches_frames(caption: str, frames: np.ndarray) -> None:
         _check_size(size, _find(detected[0], start, shape, position)[0], side, caption)
     elif m := re.fullmatch(rf"{_OBJ} {_POS} (grows|shrinks)", caption):
         size, colour, shape, position, change = m.groups()
-        assert size is None, caption
-        areas = [_find(objs, colour, position=position)[0]["area"] for objs in detected]
+        objects = [_find(objs, colour, position=position)[0] for objs in detected]
+        areas = [obj["area"] for obj in objects]
         assert (areas[-1] > 2 * areas[0]) if change == "grows" else (areas[0] > 2 * areas[-1]), (caption, areas)
+        _check_size(size, objects[0], side, caption)  # the size it starts with
+        _check_size({"small": "big", "big": "small"}[size], objects[-1], side, caption)
     elif m := re.fullmatch(rf"(two|three) {_SIZE}(\w+) (\w+)s", caption):
         count, size, colour, shape = m.groups()
         for objs in detected:

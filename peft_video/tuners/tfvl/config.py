@@ -10,6 +10,7 @@ from peft.utils import PeftType
 from ...config import VideoAdapterConfig
 
 TEXT_TEMP_FUSIONS = ("residual", "replace")
+TEXT_TEMP_WORD_SCALES = ("token", "free")
 
 
 @dataclass
@@ -36,6 +37,18 @@ class TFVLConfig(VideoAdapterConfig):
             TextTemp output alone.
         text_temp_gate_init (`float`):
             Initial value of the residual gate.
+        text_temp_word_scale (`str`):
+            `"token"`: every projected frame `W f_t` is rescaled to the mean norm of the frozen token embeddings, the
+            scale at which the text encoder reads words, so that its positional embeddings (which carry the frame
+            order) keep the weight they have for real words. `"free"`: `W f_t` as it comes (CLIP image embeddings
+            are ~30-50 times larger than token embeddings, which drowns the positions).
+        text_temp_center_frames (`bool`):
+            Feed TextTemp the frames minus their mean over the video (what changes over time), not the frames: the
+            frames of a video share most of their embedding, which the residual fusion's mean already carries.
+        text_temp_frame_positions (`str`):
+            How TextTemp tells frames apart: `"text"`, only the frozen text positional embeddings of their slots;
+            `"learned"`, also a learnable embedding per frame index (text width, zero at init) added to each frame
+            word.
         image_temp_layers (`list[int]`):
             Indices of the vision layers that run jointly over all frames (negative indices count from the end).
         image_temp_frame_prompts (`int`):
@@ -56,6 +69,16 @@ class TFVLConfig(VideoAdapterConfig):
         default="residual", metadata={"help": f"How TextTemp's output forms the video embedding: {TEXT_TEMP_FUSIONS}."}
     )
     text_temp_gate_init: float = field(default=0.0, metadata={"help": "Initial residual gate of TextTemp."})
+    text_temp_center_frames: bool = field(
+        default=False, metadata={"help": "Feed TextTemp frame embeddings minus their mean over the video."}
+    )
+    text_temp_frame_positions: Literal["text", "learned"] = field(
+        default="text", metadata={"help": "Frame order in TextTemp: frozen text positions, or also learned ones."}
+    )
+    text_temp_word_scale: Literal["token", "free"] = field(
+        default="free",
+        metadata={"help": f"Scale of the frame words TextTemp feeds the text encoder: {TEXT_TEMP_WORD_SCALES}."},
+    )
     image_temp_layers: list[int] = field(
         default_factory=lambda: [-2, -1], metadata={"help": "Vision layers run jointly over all frames."}
     )
@@ -74,6 +97,14 @@ class TFVLConfig(VideoAdapterConfig):
         super().__post_init__()
         if not (self.text_temp or self.image_temp):
             raise ValueError("TFVLConfig needs text_temp or image_temp (or both); with neither there is no adapter.")
+        if self.text_temp_word_scale not in TEXT_TEMP_WORD_SCALES:
+            raise ValueError(
+                f"text_temp_word_scale must be one of {TEXT_TEMP_WORD_SCALES}, got {self.text_temp_word_scale!r}."
+            )
+        if self.text_temp_frame_positions not in ("text", "learned"):
+            raise ValueError(
+                f"text_temp_frame_positions must be 'text' or 'learned', got {self.text_temp_frame_positions!r}."
+            )
         if self.text_temp_fusion not in TEXT_TEMP_FUSIONS:
             raise ValueError(f"text_temp_fusion must be one of {TEXT_TEMP_FUSIONS}, got {self.text_temp_fusion!r}.")
         for name in ("text_temp_prompt_tokens", "image_temp_frame_prompts", "image_temp_video_prompts"):
