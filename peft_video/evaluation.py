@@ -466,6 +466,7 @@ def split_metrics(
     *,
     subset_columns: Sequence[str] = (),
     twin_column: str | None = None,
+    twin_kind_column: str | None = "kind",
     ks: Sequence[int] = DEFAULT_KS,
     tie_policy: str = "pessimistic",
     dsl_temperature: float | None = None,
@@ -475,8 +476,9 @@ def split_metrics(
     on the sub-gallery of rows where it is true, under `subsets[column]` (e.g. the offline world's
     `is_order_sensitive` pairs). With `twin_column` (rows sharing a value there show twin videos, e.g. the offline
     world's `order_pair_id`: a video and its exact reverse), `twin_accuracy`: how often a caption scores its own video
-    above its twin (`peft_video.metrics.twin_accuracy`; mean pooling over frames is at 50 %). `data_errors`: the
-    split's unreadable and partly decodable videos, by name (`DataErrorSummary.to_dict`)."""
+    above its twin (`peft_video.metrics.twin_accuracy`; mean pooling over frames is at 50 %), and per value of
+    `twin_kind_column` when `data` has it (the offline world's `kind`), each with its number of queries.
+    `data_errors`: the split's unreadable and partly decodable videos, by name (`DataErrorSummary.to_dict`)."""
     protocol = {"ks": ks, "tie_policy": tie_policy, "video_to_text_protocol": video_to_text_protocol}
     result = retrieval_metrics_from_embeddings(
         encoded["text_embeds"],
@@ -506,14 +508,18 @@ def split_metrics(
     if subsets:
         result["subsets"] = subsets
     if twin_column is not None and twin_column in data.column_names:
-        result["twin_accuracy"] = _twin_accuracy(encoded, data[twin_column])
+        kinds = data[twin_kind_column] if twin_kind_column and twin_kind_column in data.column_names else None
+        result["twin_accuracy"] = _twin_accuracy(encoded, data[twin_column], kinds)
     if "errors" in encoded:
         result["data_errors"] = encoded["errors"].to_dict()
     return result
 
 
-def _twin_accuracy(encoded: Mapping[str, Any], pair_ids: Sequence[Any]) -> dict[str, float]:
-    """Twin accuracy over the decodable videos whose pair (same non-empty id) has exactly two decodable videos."""
+def _twin_accuracy(
+    encoded: Mapping[str, Any], pair_ids: Sequence[Any], kinds: Sequence[Any] | None = None
+) -> dict[str, Any]:
+    """Twin accuracy over the decodable videos whose pair (same non-empty id) has exactly two decodable videos;
+    per caption kind too when `kinds` (one per caption) is given."""
     videos_of_pair: dict[Any, set[int]] = {}
     for caption, pair in enumerate(pair_ids):
         if pair is not None and pair != "":
@@ -525,7 +531,7 @@ def _twin_accuracy(encoded: Mapping[str, Any], pair_ids: Sequence[Any]) -> dict[
         if len(pair) == 2:
             video_twin[pair[0]], video_twin[pair[1]] = pair[1], pair[0]
     similarity = encoded["text_embeds"] @ encoded["video_embeds"].t()
-    return twin_accuracy(similarity, encoded["caption_to_video"], video_twin)
+    return twin_accuracy(similarity, encoded["caption_to_video"], video_twin, kinds=kinds)
 
 
 def _projection_dim(network: nn.Module) -> int:
