@@ -22,16 +22,18 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import flatten_metrics
+from .metrics import DEFAULT_KS, flatten_metrics
 
 SUBSET_ALIASES: dict[str, str] = {"order": "is_order_sensitive"}
 """Short subset names accepted in specs: `order/text_to_video/R@1` = `subsets/is_order_sensitive/text_to_video/R@1`."""
 
 LOWER_IS_BETTER = ("MdR", "MnR")
+_RETRIEVAL_NAME = re.compile(r"(?:text_to_video|video_to_text)/(?:R@(?P<k>\d+)|MdR|MnR)")
+_TWIN_NAME = re.compile(r"twin_accuracy(?:/accuracy|/per_kind/[^/]+/accuracy|/per_kind/[^/]+)?")
 _TERM = re.compile(r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)\s*\*\s*)?([A-Za-z_][\w@./]*)\s*")
 
 
@@ -99,6 +101,22 @@ class ModelSelection:
             position = match.end()
         return tuple(terms)
 
+    def check(
+        self,
+        *,
+        subset_columns: Sequence[str] = (),
+        twin_column: str | None = None,
+        columns: Sequence[str] | None = None,
+        ks: Sequence[int] = DEFAULT_KS,
+    ) -> None:
+        """Before any training: raise a ValueError unless every name of the spec is one that an evaluation with these
+        settings reports (`peft_video.evaluation.split_metrics`): `<direction>/<metric>` (`text_to_video` or
+        `video_to_text`; `R@K` with K in `ks`, `MdR` or `MnR`), the same under `subsets/<column>/` or `<column>/`
+        (a column of `subset_columns`; `order` for `is_order_sensitive`), or `twin_accuracy[/per_kind/<kind>]` (needs
+        a `twin_column`). With the split's `columns`, the column a name needs must be one of them."""
+        for _, name in self.terms:
+            _check_name(name, subset_columns=subset_columns, twin_column=twin_column, columns=columns, ks=ks)
+
     def resolve(self, metrics: Mapping[str, Any]) -> dict[str, str]:
         """Name in the spec -> path in `metrics`; raises a ValueError listing the available names for unknown ones."""
         available = numeric_metrics(metrics)
@@ -147,3 +165,34 @@ class ModelSelection:
             sign = "-" if weight < 0 else "+"
             text += (term if sign == "+" else f"-{term}") if index == 0 else f" {sign} {term}"
         return text
+
+
+def _check_name(
+    name: str, *, subset_columns: Sequence[str], twin_column: str | None, columns: Sequence[str] | None, ks
+) -> None:
+    if _TWIN_NAME.fullmatch(name):
+        column, setting = twin_column, "twin_column"
+        if column is None:
+            raise ValueError(f"model selection on {name!r} needs a twin_column (rows sharing a value there are twins)")
+    else:
+        explicit = name.startswith("subsets/")
+        head, _, rest = name.removeprefix("subsets/").partition("/")
+        if explicit or head in subset_columns:
+            column = head
+        else:
+            column = SUBSET_ALIASES.get(head, head)
+        column = column if _RETRIEVAL_NAME.fullmatch(rest) else None
+        metric = _RETRIEVAL_NAME.fullmatch(rest if column else name)
+        if metric is None or (metric["k"] is not None and int(metric["k"]) not in ks):
+            raise ValueError(
+                f"model selection names {name!r}; a name looks like 'text_to_video/R@1', 'video_to_text/MnR', "
+                "'subsets/<column>/text_to_video/R@5', 'order/text_to_video/R@1' or 'twin_accuracy' "
+                f"(K in {tuple(ks)})"
+            )
+        setting = "subset_columns"
+        if column is not None and column not in subset_columns:
+            raise ValueError(f"model selection on {name!r} needs {column!r} in subset_columns {list(subset_columns)}")
+    if column is not None and columns is not None and column not in columns:
+        raise ValueError(
+            f"model selection on {name!r} needs the column {column!r} ({setting}); the split has {list(columns)}"
+        )

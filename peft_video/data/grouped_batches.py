@@ -122,6 +122,17 @@ class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
         """Select the epoch whose batches `__iter__` yields (call it before each epoch, on every process)."""
         self.epoch = int(epoch)
 
+    @staticmethod
+    def set_loader_epoch(loader, epoch: int) -> None:
+        """Set the epoch of the `GroupedBatchSampler` inside `loader` (a DataLoader, or one Accelerate prepared or
+        `skip_first_batches` wrapped), if it has one: Accelerate's `set_epoch` reaches a sampler inside a batch
+        sampler, not a batch sampler inside its shard wrapper."""
+        sampler = getattr(loader, "batch_sampler", None)
+        while sampler is not None and not isinstance(sampler, GroupedBatchSampler):
+            sampler = getattr(sampler, "batch_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+
     def __len__(self) -> int:
         per_process = self.num_global_batches
         return per_process if self.process_index is not None else per_process * self.num_processes
