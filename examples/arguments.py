@@ -23,8 +23,8 @@ from accelerate.tracking import get_available_trackers
 from transformers import HfArgumentParser
 
 from peft_video.data.defaults import DEFAULT_NUM_FRAMES
-from peft_video.evaluation import greater_is_better
 from peft_video.loading import DataSourceArguments
+from peft_video.selection import ModelSelection
 
 
 def arg(default: Any, help: str) -> Any:  # noqa: A002
@@ -65,6 +65,11 @@ class DataArguments(DataSourceArguments):
     frame_cache: str | None = arg(None, "A peft_video frame cache folder to read from.")
     shuffle_buffer: int = arg(
         256, "Streamed training data: shard order permuted per epoch, samples in windows of this many (0: in order)."
+    )
+    group_by_column: str | None = arg(
+        None,
+        "Rows sharing a value in this column train in one global contrastive batch (GroupedBatchSampler; hard "
+        "negatives: the offline world's order_pair_id, a video and its reverse). docs/batches_and_selection.md.",
     )
     log_samples: bool = arg(
         False, "Write the video ids of every training batch to output_dir/samples/rank<process>.jsonl (data order)."
@@ -116,8 +121,12 @@ class TrainArguments:
     save_steps: int | None = arg(None, "Steps between checkpoints; default: at each eval.")
     save_total_limit: int | None = arg(2, "Keep at most this many checkpoints.")
     load_best_model_at_end: bool = arg(True, "Test and save the best validation step's weights, not the last step's.")
-    metric_for_best_model: str = arg("text_to_video/R@1", "Validation metric that selects the best step.")
-    greater_is_better: bool | None = arg(None, "Default: true for R@K, false for ranks.")
+    metric_for_best_model: str = arg(
+        "text_to_video/R@1",
+        "Validation metric that selects the best step, or a weighted sum "
+        "('0.5*twin_accuracy + 0.5*text_to_video/R@1'; docs/batches_and_selection.md).",
+    )
+    greater_is_better: bool | None = arg(None, "Default: true for R@K, accuracy and sums, false for a single rank.")
     eval_before_training: bool = arg(True, "Evaluate the zero-shot baseline on validation and test first.")
     dsl_temperature: float | None = arg(None, "Also report dual-softmax metrics at this temperature.")
     resume_from_checkpoint: str | None = arg(None, "A checkpoint folder, or 'last': output_dir's newest complete one.")
@@ -154,7 +163,7 @@ class TrainArguments:
         if self.load_best_model_at_end and self.eval_strategy == "no":
             raise ValueError("load_best_model_at_end needs a validation: set eval_strategy to steps or epoch")
         if self.greater_is_better is None:
-            self.greater_is_better = greater_is_better(self.metric_for_best_model)
+            self.greater_is_better = ModelSelection.parse(self.metric_for_best_model).greater_is_better
         if self.data_seed is None:
             self.data_seed = self.seed
         self.trackers()

@@ -1,6 +1,6 @@
 """Writes the offline world (H.264 mp4 videos + manifest.jsonl) to a folder.
 
-    python examples/make_offline_world.py --out data/offline_world --num_train 512 --num_val 128 --num_test 256
+    python examples/make_offline_world.py --out data/offline_world --num_train 2048 --num_val 256 --num_test 512
 
 The manifest is a bring-your-own manifest (`video`, `caption`, `video_id`, `split`, plus `kind`, `order_pair_id`,
 `is_order_sensitive`, `num_frames`), so the training and evaluation scripts read it like any real dataset.
@@ -14,24 +14,29 @@ import time
 from collections import Counter
 
 from peft_video.data.defaults import DEFAULT_NUM_FRAMES
-from peft_video.synthetic import WorldConfig, read_manifest, write_world
+from peft_video.synthetic import DEFAULT_SPLIT_SIZES, WorldConfig, read_manifest, write_world
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--num_train", type=int, default=512)
-    parser.add_argument("--num_val", type=int, default=128)
-    parser.add_argument("--num_test", type=int, default=256)
+    parser.add_argument("--num_train", type=int, default=DEFAULT_SPLIT_SIZES["train"])
+    parser.add_argument("--num_val", type=int, default=DEFAULT_SPLIT_SIZES["val"])
+    parser.add_argument("--num_test", type=int, default=DEFAULT_SPLIT_SIZES["test"])
     parser.add_argument("--num_frames", type=int, default=DEFAULT_NUM_FRAMES)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--fps", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pairs_in_train", action="store_true", help="draw train as order-sensitive pairs too")
+    parser.add_argument(
+        "--no_pairs_in_train", action="store_true", help="draw train without time-reversed twins (val/test keep them)"
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     config = WorldConfig(
-        num_frames=args.num_frames, image_size=args.image_size, seed=args.seed, pairs_in_train=args.pairs_in_train
+        num_frames=args.num_frames,
+        image_size=args.image_size,
+        seed=args.seed,
+        pairs_in_train=not args.no_pairs_in_train,
     )
     start = time.time()
     manifest = write_world(

@@ -43,11 +43,12 @@ from peft_video.data import (
     DataErrorSummary,
     EpochSeededDataset,
     FrameSampling,
+    GroupedBatchSampler,
     StreamingVideoTextDataset,
     VideoTextCollator,
     VideoTextDataset,
 )
-from peft_video.evaluation import RetrievalEvaluator, check_metric_name, metric_value, summary_line
+from peft_video.evaluation import RetrievalEvaluator, summary_line
 from peft_video.hub import push_adapter_to_hub, write_model_card
 from peft_video.loading import (
     BASELINES,
@@ -63,6 +64,7 @@ from peft_video.metrics import flatten_metrics
 from peft_video.optimization import count_parameters, parameter_groups
 from peft_video.processing import VideoTextProcessor
 from peft_video.search.gallery import worst_queries_gallery
+from peft_video.selection import ModelSelection
 
 RUN_STATE_INDEX = 1  # registered after the scheduler, the run state is the last file save_state writes
 RUN_STATE_FILE = f"custom_checkpoint_{RUN_STATE_INDEX}.pkl"
@@ -143,10 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     limits = {role: data_args.max_train_samples if role == "train" else data_args.max_eval_samples for role in roles}
     splits = {role: data_args.load_split(manifest, name, role, limits[role]) for role, name in roles.items()}
     protocol = video_to_text_protocol(data_args.video_to_text_protocol, dataset_name, splits["validation"])
-    check_metric_name(
-        args.metric_for_best_model, columns=splits["validation"].column_names,
-        subset_columns=data_args.subset_columns, twin_column=data_args.twin_column,
-    )  # fmt: skip
+    selection = model_selection(args, data_args, columns=splits["validation"].column_names)
     clip, base_name = load_base_model(model_args.model_name_or_path)
     tokenizer = load_tokenizer(model_args.tokenizer_name or base_name)
     model = build_model(
@@ -305,8 +304,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     log_worst_queries(
                         accelerator, evaluate, splits["validation"], state.step, args.log_gallery_queries
                     )
-                value, best = metric_value(validation, args.metric_for_best_model), state.best_metric
-                if best is None or (value > best if args.greater_is_better else value < best):
+                value = selection.value(validation)
+                if selection.is_better(value, state.best_metric):
                     state.best_metric, state.best_step, state.best_validation = value, state.step, validation
                     if accelerator.is_main_process:
                         save_model(network, processor, output_dir / BEST_DIR)
@@ -370,13 +369,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return metrics
 
 
+def model_selection(args: TrainArguments, data_args: DataArguments, columns=None) -> ModelSelection:
+    """The validation criterion that keeps the best step (`metric_for_best_model`, `greater_is_better`), checked
+    against what the evaluation will report (and the validation split's `columns`, once loaded)."""
+    try:
+        selection = ModelSelection.parse(args.metric_for_best_model)
+        selection.check(columns=columns, subset_columns=data_args.subset_columns, twin_column=data_args.twin_column)
+    except ValueError as err:
+        raise ValueError(f"metric_for_best_model={args.metric_for_best_model!r}: {err}") from None
+    return replace(selection, greater_is_better=args.greater_is_better)
+
+
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: TrainArguments):
     """What needs several argument groups (each group checks itself when parsed): all before any file is read,
     loaded or deleted. Returns the adapter config (None for a baseline)."""
     check_method_name(model_args.method)
-    check_metric_name(
-        args.metric_for_best_model, subset_columns=data_args.subset_columns, twin_column=data_args.twin_column
-    )
+    model_selection(args, data_args)
     if model_args.method != "zero_shot" and data_args.train_split in (
         data_args.validation_split,
         data_args.test_split,
@@ -430,6 +438,11 @@ def check_streamed_training(data_args: DataArguments, args: TrainArguments) -> N
         )
     if data_args.frame_cache:
         raise ValueError("frame_cache reads decoded frames of manifest files; a streamed source has none")
+    if data_args.group_by_column:
+        raise ValueError(
+            "group_by_column needs the whole training split to pack its groups into batches; a stream is read in "
+            "windows (write the shards with each group's rows side by side instead)"
+        )
 
 
 def checkpoint_folders(output_dir: str | Path) -> list[Path]:
@@ -627,6 +640,20 @@ def training_loader(rows, data_args: DataArguments, args: TrainArguments, sampli
         decode_timeout=data_args.decode_timeout or None, cache=data_args.frame_cache,
     )  # fmt: skip
     items = EpochSeededDataset(dataset, args.seed)
+    if data_args.group_by_column:  # hard negatives in one global batch, the order a function of (data_seed, epoch)
+        if data_args.group_by_column not in rows.column_names:
+            raise ValueError(
+                f"group_by_column {data_args.group_by_column!r} is not a column of the training split "
+                f"({rows.column_names})"
+            )
+        sampler = GroupedBatchSampler(
+            rows[data_args.group_by_column], args.per_device_train_batch_size,
+            num_processes=accelerator.num_processes, seed=args.data_seed,
+        )  # fmt: skip
+        loader = torch.utils.data.DataLoader(
+            items, batch_sampler=sampler, num_workers=args.dataloader_num_workers, collate_fn=collator
+        )
+        return items, loader
     loader = torch.utils.data.DataLoader(
         items, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
         num_workers=args.dataloader_num_workers, collate_fn=collator,
@@ -675,6 +702,7 @@ def epoch_batches(items, loader, state: RunState, accelerator: Accelerator, stre
     batches = loader
     if not streamed:
         loader.set_epoch(state.epoch)  # data order: a function of data_seed and epoch
+        GroupedBatchSampler.set_loader_epoch(loader, state.epoch)
         if state.batches_in_epoch:  # resumed inside an epoch: skip what the checkpointed run had read
             batches = accelerator.skip_first_batches(loader, state.batches_in_epoch)
             batches.set_epoch(state.epoch)

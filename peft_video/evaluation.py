@@ -3,13 +3,12 @@ never depends on a text), optionally sharded over Accelerate processes with each
 `peft_video.metrics.compute_retrieval_metrics` on the cosine similarities.
 
 `RetrievalEvaluator` holds one evaluation setting (frames, transform, tokenizer, protocol) and scores any model on
-any split with it; `metric_value` / `check_metric_name` / `greater_is_better` read the metric that selects a model.
+any split with it (`peft_video.selection.ModelSelection` reads the metric that selects a model from its results).
 `examples/train.py` and `examples/evaluate.py` are built from these.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import DEFAULT_KS, compute_retrieval_metrics, flatten_metrics, twin_accuracy
+from .metrics import DEFAULT_KS, compute_retrieval_metrics, twin_accuracy
 
 DIRECTIONS = ("text_to_video", "video_to_text")
-_METRIC_NAME = re.compile(r"(?:subsets/(?P<column>[^/]+)/)?(?:text_to_video|video_to_text)/(?:R@(?P<k>\d+)|MdR|MnR)")
 
 
 @dataclass
@@ -72,58 +70,14 @@ class RetrievalEvaluator:
 
 
 def summary_line(metrics: Mapping[str, Any]) -> str:
-    """One line of a `split_metrics` result, for logs."""
+    """One line of a `split_metrics` result, for logs (twin accuracy with its n when the split has twins)."""
     t2v, v2t = metrics["text_to_video"], metrics["video_to_text"]
+    twins = metrics.get("twin_accuracy")
+    twin_text = f" | twin accuracy {twins['accuracy']:.1f} % (n={twins['num_queries']})" if twins else ""
     return (
         f"text→video R@1 {t2v['R@1']:.1f} R@5 {t2v['R@5']:.1f} MnR {t2v['MnR']:.1f} | video→text R@1 {v2t['R@1']:.1f} "
-        f"MnR {v2t['MnR']:.1f} ({metrics['num_captions']} captions, {metrics['num_videos']} videos)"
+        f"MnR {v2t['MnR']:.1f}{twin_text} ({metrics['num_captions']} captions, {metrics['num_videos']} videos)"
     )
-
-
-def check_metric_name(
-    name: str,
-    *,
-    columns: Sequence[str] | None = None,
-    subset_columns: Sequence[str] = (),
-    twin_column: str | None = None,
-) -> None:
-    """Raise a ValueError unless `name` names a metric of `split_metrics`' result: `<direction>/<metric>` with a
-    direction `text_to_video` or `video_to_text` and a metric `R@K` (K in the computed ks), `MdR` or `MnR`, optionally
-    under `subsets/<column>/` (a column of `subset_columns`), or `twin_accuracy/accuracy` (needs a `twin_column`).
-    With the split's `columns`, the column it needs must be one of them."""
-    match = _METRIC_NAME.fullmatch(name)
-    if name == "twin_accuracy/accuracy":
-        column, setting = twin_column, "twin_column"
-        if column is None:
-            raise ValueError(f"metric_for_best_model {name!r} needs a twin_column")
-    elif match is not None and (match["k"] is None or int(match["k"]) in DEFAULT_KS):
-        column, setting = match["column"], "subset_columns"
-        if column is not None and column not in subset_columns:
-            raise ValueError(
-                f"metric_for_best_model {name!r} needs {column!r} in subset_columns {list(subset_columns)}"
-            )
-    else:
-        raise ValueError(
-            "metric_for_best_model must look like 'text_to_video/R@1', 'video_to_text/MnR', "
-            f"'subsets/<column>/text_to_video/R@5' or 'twin_accuracy/accuracy' (K in {DEFAULT_KS}), got {name!r}"
-        )
-    if column is not None and columns is not None and column not in columns:
-        raise ValueError(
-            f"metric_for_best_model {name!r} needs the column {column!r} ({setting}); the split has {list(columns)}"
-        )
-
-
-def metric_value(metrics: Mapping[str, Any], name: str) -> float:
-    """The value `name` (see `check_metric_name`) takes in a `split_metrics` result."""
-    flat = flatten_metrics(metrics)
-    if name not in flat:
-        raise KeyError(f"metric {name!r} is not in this evaluation's results; there are: {sorted(flat)}")
-    return float(flat[name])
-
-
-def greater_is_better(name: str) -> bool:
-    """Recall and accuracy: larger is better; ranks (`MdR`, `MnR`): smaller."""
-    return name.rsplit("/", 1)[-1] not in ("MdR", "MnR")
 
 
 class _IndexedVideos(torch.utils.data.Dataset):
@@ -466,6 +420,7 @@ def split_metrics(
     *,
     subset_columns: Sequence[str] = (),
     twin_column: str | None = None,
+    twin_kind_column: str | None = "kind",
     ks: Sequence[int] = DEFAULT_KS,
     tie_policy: str = "pessimistic",
     dsl_temperature: float | None = None,
@@ -475,8 +430,9 @@ def split_metrics(
     on the sub-gallery of rows where it is true, under `subsets[column]` (e.g. the offline world's
     `is_order_sensitive` pairs). With `twin_column` (rows sharing a value there show twin videos, e.g. the offline
     world's `order_pair_id`: a video and its exact reverse), `twin_accuracy`: how often a caption scores its own video
-    above its twin (`peft_video.metrics.twin_accuracy`; mean pooling over frames is at 50 %). `data_errors`: the
-    split's unreadable and partly decodable videos, by name (`DataErrorSummary.to_dict`)."""
+    above its twin (`peft_video.metrics.twin_accuracy`; mean pooling over frames is at 50 %), and per value of
+    `twin_kind_column` when `data` has it (the offline world's `kind`), each with its number of queries.
+    `data_errors`: the split's unreadable and partly decodable videos, by name (`DataErrorSummary.to_dict`)."""
     protocol = {"ks": ks, "tie_policy": tie_policy, "video_to_text_protocol": video_to_text_protocol}
     result = retrieval_metrics_from_embeddings(
         encoded["text_embeds"],
@@ -506,14 +462,18 @@ def split_metrics(
     if subsets:
         result["subsets"] = subsets
     if twin_column is not None and twin_column in data.column_names:
-        result["twin_accuracy"] = _twin_accuracy(encoded, data[twin_column])
+        kinds = data[twin_kind_column] if twin_kind_column and twin_kind_column in data.column_names else None
+        result["twin_accuracy"] = _twin_accuracy(encoded, data[twin_column], kinds)
     if "errors" in encoded:
         result["data_errors"] = encoded["errors"].to_dict()
     return result
 
 
-def _twin_accuracy(encoded: Mapping[str, Any], pair_ids: Sequence[Any]) -> dict[str, float]:
-    """Twin accuracy over the decodable videos whose pair (same non-empty id) has exactly two decodable videos."""
+def _twin_accuracy(
+    encoded: Mapping[str, Any], pair_ids: Sequence[Any], kinds: Sequence[Any] | None = None
+) -> dict[str, Any]:
+    """Twin accuracy over the decodable videos whose pair (same non-empty id) has exactly two decodable videos;
+    per caption kind too when `kinds` (one per caption) is given."""
     videos_of_pair: dict[Any, set[int]] = {}
     for caption, pair in enumerate(pair_ids):
         if pair is not None and pair != "":
@@ -525,7 +485,7 @@ def _twin_accuracy(encoded: Mapping[str, Any], pair_ids: Sequence[Any]) -> dict[
         if len(pair) == 2:
             video_twin[pair[0]], video_twin[pair[1]] = pair[1], pair[0]
     similarity = encoded["text_embeds"] @ encoded["video_embeds"].t()
-    return twin_accuracy(similarity, encoded["caption_to_video"], video_twin)
+    return twin_accuracy(similarity, encoded["caption_to_video"], video_twin, kinds=kinds)
 
 
 def _projection_dim(network: nn.Module) -> int:

@@ -393,13 +393,24 @@ def compute_retrieval_metrics(
     return result
 
 
-def twin_accuracy(similarity: Any, text_to_video: Any, video_twin: Any) -> dict[str, float]:
+def twin_accuracy(
+    similarity: Any,
+    text_to_video: Any,
+    video_twin: Any,
+    kinds: Sequence[Any] | None = None,
+    tolerance: float = 1e-6,
+) -> dict[str, Any]:
     """How often a caption scores its own video above that video's twin (e.g. the same frames reversed).
 
     `similarity` [n_texts, n_videos]; `text_to_video` [n_texts] the video of each caption; `video_twin` [n_videos] the
     index of each video's twin, or -1 for none. Captions whose video has no twin are not scored. A tie counts one
     half, so a model that cannot tell twins apart (mean pooling over frames, for reversed twins) is at 50 % up to
-    noise. Returns `{"accuracy": percent, "num_queries": n}`.
+    noise. Scores within `tolerance` of each other tie: the mean of the same frames summed in another order differs
+    by float rounding only (up to ~2e-7 in float32 cosines), which would otherwise turn ties into coin flips (for
+    cosine similarities; scale `tolerance` with the scores). Returns `{"accuracy": percent, "num_queries": n}`; with
+    `kinds` (one label per caption, e.g. the offline world's `order`/`motion`/`colour`/`size`), also
+    `"per_kind": {kind: {"accuracy", "num_queries"}}` over the scored captions of each kind, so that every figure comes
+    with its n.
     """
     similarity = _as_similarity(similarity)
     n_texts, n_videos = similarity.shape
@@ -409,14 +420,25 @@ def twin_accuracy(similarity: Any, text_to_video: Any, video_twin: Any) -> dict[
         raise ValueError(f"video_twin must be an integer tensor of shape ({n_videos},), got {tuple(twins.shape)}.")
     if ((twins < -1) | (twins >= n_videos)).any():
         raise ValueError(f"video_twin holds indices outside [-1, {n_videos - 1}].")
+    if kinds is not None and len(kinds) != n_texts:
+        raise ValueError(f"kinds must hold one label per caption ({n_texts}), got {len(kinds)}.")
     twin = twins[own]
     scored = (twin >= 0).nonzero().flatten()
     if scored.numel() == 0:
-        return {"accuracy": float("nan"), "num_queries": 0}
+        result: dict[str, Any] = {"accuracy": float("nan"), "num_queries": 0}
+        return result if kinds is None else {**result, "per_kind": {}}
     own_score = similarity[scored, own[scored]]
     twin_score = similarity[scored, twin[scored]]
-    wins = (own_score > twin_score).double() + 0.5 * (own_score == twin_score).double()
-    return {"accuracy": 100.0 * wins.mean().item(), "num_queries": int(scored.numel())}
+    tie = (own_score - twin_score).abs() <= tolerance
+    wins = ((own_score > twin_score) & ~tie).double() + 0.5 * tie.double()
+    result = {"accuracy": 100.0 * wins.mean().item(), "num_queries": int(scored.numel())}
+    if kinds is not None:
+        labels = [kinds[i] for i in scored.tolist()]
+        result["per_kind"] = {}
+        for kind in sorted(set(labels), key=str):
+            mask = torch.tensor([label == kind for label in labels], device=wins.device)
+            result["per_kind"][kind] = {"accuracy": 100.0 * wins[mask].mean().item(), "num_queries": int(mask.sum())}
+    return result
 
 
 def flatten_metrics(metrics: Mapping[str, Any], separator: str = "/") -> dict[str, Any]:

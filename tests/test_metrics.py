@@ -465,6 +465,35 @@ def test_twin_accuracy_matches_a_naive_count_with_half_credit_for_ties():
     assert result["accuracy"] == pytest.approx(100 * expected / count)
 
 
+def test_twin_accuracy_per_kind_matches_a_naive_count_and_reports_its_n():
+    from peft_video.metrics import twin_accuracy
+
+    generator = torch.Generator().manual_seed(1)
+    similarity = torch.randint(0, 3, (30, 8), generator=generator).float()
+    text_to_video = torch.randint(0, 8, (30,), generator=generator)
+    video_twin = torch.tensor([1, 0, 3, 2, -1, -1, 7, 6])
+    kinds = ["order", "motion", "static"] * 10
+    result = twin_accuracy(similarity, text_to_video, video_twin, kinds=kinds)
+    for kind in ("order", "motion", "static"):
+        wins = []
+        for caption in range(30):
+            own = int(text_to_video[caption])
+            twin = int(video_twin[own])
+            if kinds[caption] == kind and twin >= 0:
+                a, b = similarity[caption, own].item(), similarity[caption, twin].item()
+                wins.append(1.0 if a > b else 0.5 if a == b else 0.0)
+        if wins:
+            assert result["per_kind"][kind] == {
+                "accuracy": pytest.approx(100 * sum(wins) / len(wins)),
+                "num_queries": len(wins),
+            }
+        else:
+            assert kind not in result["per_kind"]
+    assert sum(v["num_queries"] for v in result["per_kind"].values()) == result["num_queries"]
+    with pytest.raises(ValueError, match="one label per caption"):
+        twin_accuracy(similarity, text_to_video, video_twin, kinds=kinds[:-1])
+
+
 def test_twin_accuracy_of_identical_twins_is_exactly_chance():
     """Mean pooling gives a video and its reverse the same embedding: every comparison is a tie, 50 %."""
     from peft_video.metrics import twin_accuracy
@@ -474,6 +503,15 @@ def test_twin_accuracy_of_identical_twins_is_exactly_chance():
     texts = torch.randn(6, 8)
     result = twin_accuracy(texts @ videos.t(), torch.arange(6), torch.tensor([3, 4, 5, 0, 1, 2]))
     assert result == {"accuracy": 50.0, "num_queries": 6}
+    # the same frames averaged in another order: equal up to float rounding only, still exactly chance
+    frames = torch.randn(3, 12, 8, generator=torch.Generator().manual_seed(27))
+    videos = torch.nn.functional.normalize(torch.cat([frames.mean(1), frames.flip(1).mean(1)]), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(27)), dim=-1)
+    similarity, twins = texts @ videos.t(), torch.tensor([3, 4, 5, 0, 1, 2])
+    assert (similarity.diagonal() != similarity[torch.arange(6), twins]).all()  # rounding makes no exact tie here
+    assert twin_accuracy(similarity, torch.arange(6), twins)["accuracy"] == 50.0
+    flips = twin_accuracy(similarity, torch.arange(6), twins, tolerance=0.0)["accuracy"]
+    assert flips == pytest.approx(100 * 2 / 6)  # without the tolerance, rounding decides
 
 
 @pytest.mark.parametrize(

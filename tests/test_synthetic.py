@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
 from peft_video.synthetic import (
+    DEFAULT_SPLIT_SIZES,
     STATIC_KINDS,
     TEMPORAL_KINDS,
     TINY_CLIP_PATH,
@@ -29,7 +31,7 @@ from peft_video.synthetic import (
 from peft_video.synthetic.grammar import BACKGROUND, COLOURS, POSITIONS, TEMPORAL_WORDS, all_words
 
 # Zero-shot text->image R@1 (%) of the committed tiny CLIP on the 100 held-out stills of the test below; the committed
-# weights score 99 there (96-99 on other seeds; benchmarks/results/tiny_clip_pretraining.md has 500 stills).
+# weights score 99 there (94-99 on seeds 1-3; benchmarks/results/tiny_clip_pretraining.md has 500 stills).
 TINY_CLIP_R1_FLOOR = 85.0
 
 
@@ -60,32 +62,72 @@ def _connected_components(mask: np.ndarray) -> np.ndarray:
         labels = updated
 
 
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    for _ in range(steps):
+        padded = np.pad(mask, 1)
+        mask = padded[1:-1, 1:-1] | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    return mask
+
+
+def _shape_fit(outline: np.ndarray, samples: int = 4) -> dict[str, float]:
+    """Soft intersection over union of the outline with each ideal shape of the same area, centred on its centroid
+    (each pixel's coverage by the ideal shape from `samples` x `samples` points inside it)."""
+    ys, xs = np.nonzero(outline)
+    area = len(ys)
+    offsets = (np.arange(samples) + 0.5) / samples - 0.5
+    grid_y = np.arange(outline.shape[0])[:, None, None, None] + offsets[None, None, :, None] - ys.mean()
+    grid_x = np.arange(outline.shape[1])[None, :, None, None] + offsets[None, None, None, :] - xs.mean()
+    dx, dy = np.broadcast_arrays(grid_x, grid_y)
+    height = np.sqrt(np.sqrt(3) * area)  # an equilateral triangle of this area, pointing up (image y grows down)
+    ideal = {
+        "circle": np.hypot(dx, dy) <= np.sqrt(area / np.pi),
+        "square": np.maximum(np.abs(dx), np.abs(dy)) <= np.sqrt(area) / 2,
+        "diamond": np.abs(dx) + np.abs(dy) <= np.sqrt(area / 2),
+        "triangle": (dy <= height / 3) & (np.abs(dx) <= (dy + 2 * height / 3) / np.sqrt(3)),
+    }
+    fit = {}
+    for name, inside in ideal.items():
+        coverage = inside.mean(axis=(2, 3))
+        fit[name] = np.minimum(coverage, outline).sum() / np.maximum(coverage, outline).sum()
+    return fit
+
+
 def detect_objects(frame: np.ndarray) -> list[dict]:
-    """Connected blobs of clearly non-background pixels, with colour, centroid, area and bounding-box fill."""
-    foreground = np.abs(frame.astype(int) - BACKGROUND).sum(-1) > 150
+    """Connected blobs of clearly non-background pixels, with colour, centroid, area and how well each shape fits.
+
+    A blob is found with a fixed threshold, but its outline is taken at half of its own contrast to the background
+    (where an edge covers half a pixel), so that dark and bright colours keep the same geometry after H.264.
+    """
+    difference = np.abs(frame.astype(int) - BACKGROUND).sum(-1)
+    foreground = difference > 150
     labels = _connected_components(foreground)
     size = frame.shape[0]
     objects = []
     for label in np.unique(labels[foreground]):
-        ys, xs = np.nonzero(labels == label)
-        if len(ys) < 12:  # compression speckle
+        blob = labels == label
+        if blob.sum() < 12:  # compression speckle
             continue
-        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        outline = _grow(blob, 2) & (difference > 0.5 * np.median(difference[blob]))
+        ys, xs = np.nonzero(outline)
+        window = outline[max(ys.min() - 3, 0) : ys.max() + 4, max(xs.min() - 3, 0) : xs.max() + 4]
         objects.append(
             {
-                "colour": _nearest_colour(np.median(frame[ys, xs], axis=0)),
+                "colour": _nearest_colour(np.median(frame[blob], axis=0)),
                 "x": (xs.mean() + 0.5) / size,
                 "y": (ys.mean() + 0.5) / size,
                 "area": len(ys),
-                "fill": len(ys) / box,
+                "shape_fit": _shape_fit(window),
             }
         )
     return objects
 
 
-def _shape_of(obj: dict) -> str:
-    # Bounding-box fill: square ~1, circle ~pi/4, triangle ~1/2.
-    return "square" if obj["fill"] > 0.88 else "circle" if obj["fill"] > 0.66 else "triangle"
+def _is_shape(obj: dict, shape: str) -> bool:
+    # Small shapes blur towards each other after H.264 (a 9-pixel diamond and circle differ by a few pixels): the
+    # named shape must fit within 0.08 IoU of the best one. On 7,000 objects of every shape and size, raw and decoded,
+    # the true shape always did (worst: 0.074 below the best), while a wrong name passed for 8 % of decoded objects.
+    fit = obj["shape_fit"]
+    return fit[shape] >= max(fit.values()) - 0.08
 
 
 def _at(obj: dict, position: str) -> bool:
@@ -97,60 +139,81 @@ def _find(objects, colour, shape=None, position=None) -> list[dict]:
     return [
         o
         for o in objects
-        if o["colour"] == colour
-        and (shape is None or _shape_of(o) == shape)
-        and (position is None or _at(o, position))
+        if o["colour"] == colour and (shape is None or _is_shape(o, shape)) and (position is None or _at(o, position))
     ]
 
 
-_OBJ = r"a (?:(?:small|big) )?(\w+) (\w+)"
-_POS = r"(?:on the|at the|in the) (\w+)"
+def _check_size(size: str | None, obj: dict, image_size: int, caption: str) -> None:
+    radius_fraction = np.sqrt(obj["area"] / np.pi) / image_size
+    if size == "small":
+        assert radius_fraction < 0.1, caption
+    if size == "big":
+        assert radius_fraction > 0.13, caption
+
+
+_PLACE = r"(top left|top right|bottom left|bottom right|left|right|top|bottom|center)"
+_OPPOSITE = {"left": "right", "top": "bottom", "top left": "bottom right", "top right": "bottom left"}
+_OPPOSITE.update({end: start for start, end in list(_OPPOSITE.items())})
+_SIZE = r"(?:(small|big) )?"
+_OBJ = rf"an? {_SIZE}(\w+) (\w+)"
+_POS = rf"(?:on the|at the|in the) {_PLACE}"
 
 
 def assert_caption_matches_frames(caption: str, frames: np.ndarray) -> None:
     """Parses the caption with its own regular expressions and checks it against objects detected in the frames."""
     detected = [detect_objects(f) for f in frames]
+    side = frames.shape[1]
     if m := re.fullmatch(rf"{_OBJ} appears {_POS}, then {_OBJ} appears {_POS}", caption):
-        (c1, s1, p1, c2, s2, p2) = m.groups()
+        (_, c1, s1, p1, _, c2, s2, p2) = m.groups()
         first = [t for t, objs in enumerate(detected) if _find(objs, c1, s1, p1)]
         second = [t for t, objs in enumerate(detected) if _find(objs, c2, s2, p2)]
         assert first and second and first[0] < second[0], caption
-    elif m := re.fullmatch(rf"{_OBJ} moves from (\w+) to (\w+) {_POS}", caption):
-        colour, shape, start, end, lane = m.groups()
-        axis = "x" if start in ("left", "right") else "y"
-        track = [_find(objs, colour)[0][axis] for objs in detected]
-        expected = POSITIONS[start][axis == "y"], POSITIONS[end][axis == "y"]
-        assert abs(track[0] - expected[0]) < 0.1 and abs(track[-1] - expected[1]) < 0.1, (caption, track)
-        assert np.all(np.sign(np.diff(track)) == np.sign(expected[1] - expected[0])), (caption, track)
-        lane_value = POSITIONS[lane][axis == "x"]
-        assert all(abs(_find(objs, colour)[0]["yx"[axis == "y"]] - lane_value) < 0.1 for objs in detected), caption
-    elif m := re.fullmatch(rf"a (\w+) {_POS} turns from (\w+) to (\w+)", caption):
-        shape, position, start, end = m.groups()
+    elif m := re.fullmatch(rf"{_OBJ} moves to the {_PLACE}(?: {_POS})?", caption):
+        size, colour, shape, end, lane = m.groups()
+        start = _OPPOSITE[end]
+        track = [_find(objs, colour, shape)[0] for objs in detected]
+        for axis in ("x", "y"):
+            values = np.array([obj[axis] for obj in track])
+            begin, finish = (POSITIONS[p]["xy".index(axis)] for p in (start, end))
+            if begin != finish:
+                assert abs(values[0] - begin) < 0.1 and abs(values[-1] - finish) < 0.1, (caption, axis, values)
+                assert np.all(np.sign(np.diff(values)) == np.sign(finish - begin)), (caption, axis, values)
+            else:
+                assert lane is not None, caption
+                assert np.all(np.abs(values - POSITIONS[lane]["xy".index(axis)]) < 0.1), (caption, axis, values)
+        for obj in track:
+            _check_size(size, obj, side, caption)
+    elif m := re.fullmatch(rf"an? {_SIZE}(\w+) {_POS} turns from (\w+) to (\w+)", caption):
+        size, shape, position, start, end = m.groups()
         assert _find(detected[0], start, shape, position) and _find(detected[-1], end, shape, position), caption
+        _check_size(size, _find(detected[0], start, shape, position)[0], side, caption)
     elif m := re.fullmatch(rf"{_OBJ} {_POS} (grows|shrinks)", caption):
-        colour, shape, position, change = m.groups()
-        areas = [_find(objs, colour, position=position)[0]["area"] for objs in detected]
+        size, colour, shape, position, change = m.groups()
+        objects = [_find(objs, colour, position=position)[0] for objs in detected]
+        areas = [obj["area"] for obj in objects]
         assert (areas[-1] > 2 * areas[0]) if change == "grows" else (areas[0] > 2 * areas[-1]), (caption, areas)
-    elif m := re.fullmatch(r"(two|three) (\w+) (\w+)s", caption):
-        count, colour, shape = m.groups()
+        _check_size(size, objects[0], side, caption)  # the size it starts with
+        _check_size({"small": "big", "big": "small"}[size], objects[-1], side, caption)
+    elif m := re.fullmatch(rf"(two|three) {_SIZE}(\w+) (\w+)s", caption):
+        count, size, colour, shape = m.groups()
         for objs in detected:
             assert len(objs) == {"two": 2, "three": 3}[count], caption
-            assert all(o["colour"] == colour and _shape_of(o) == shape for o in objs), (caption, objs)
+            assert all(o["colour"] == colour and _is_shape(o, shape) for o in objs), (caption, objs)
+            for obj in objs:
+                _check_size(size, obj, side, caption)
     elif m := re.fullmatch(rf"{_OBJ} {_POS} and {_OBJ} {_POS}", caption):
-        c1, s1, p1, c2, s2, p2 = m.groups()
+        _, c1, s1, p1, _, c2, s2, p2 = m.groups()
         for objs in detected:
             assert len(objs) == 2 and _find(objs, c1, s1, p1) and _find(objs, c2, s2, p2), (caption, objs)
-    elif m := re.fullmatch(rf"a (small |big )?(\w+) (\w+)(?: {_POS})?", caption):
+    elif m := re.fullmatch(rf"{_OBJ}(?: {_POS})?", caption):
         size, colour, shape, position = m.groups()
         for objs in detected:
             assert len(objs) == 1 and _find(objs, colour, shape, position), (caption, objs)
-            radius_fraction = np.sqrt(objs[0]["area"] / np.pi) / frames.shape[1]
-            if size == "small ":
-                assert radius_fraction < 0.1, caption
-            if size == "big ":
-                assert radius_fraction > 0.13, caption
+            _check_size(size, objs[0], side, caption)
     else:
         pytest.fail(f"caption outside the grammar: {caption!r}")
+    # the article agrees with the next word
+    assert not re.search(r"\ba [aeiou]|\ban [^aeiou]", caption), caption
 
 
 # ------------------------------------------------------------------------------------------------------ generator
@@ -166,10 +229,21 @@ def test_same_seed_same_world_and_other_seed_other_world():
     assert not any(np.array_equal(x.frames, y.frames) for x, y in zip(a, c))
 
 
-def test_splits_are_independent_of_each_others_sizes():
+def test_splits_are_independent_of_each_others_sizes_and_grow_by_appending():
     small = generate_world(4, 2, 6, WorldConfig(seed=1))
     large = generate_world(20, 2, 6, WorldConfig(seed=1))
-    assert [s.caption for s in small["train"]] == [s.caption for s in large["train"][:4]]
+    assert [s.caption for s in small["val"]] == [s.caption for s in large["val"]]
+    # a split that ends where a scene of a larger one ends is its beginning (a split of odd size ends on a static
+    # video where the larger one may hold a pair)
+    train = large["train"]
+    boundaries = [
+        i
+        for i in range(1, len(train))
+        if train[i].order_pair_id is None or train[i].order_pair_id != train[i - 1].order_pair_id
+    ]
+    for size in boundaries[:3] + boundaries[-2:]:
+        prefix = generate_split("train", size, WorldConfig(seed=1))
+        assert [s.caption for s in prefix] == [s.caption for s in train[:size]], size
 
 
 def test_world_shapes_kinds_and_unique_held_out_captions():
@@ -182,6 +256,35 @@ def test_world_shapes_kinds_and_unique_held_out_captions():
     train_captions = {s.caption for s in world["train"]}
     assert not train_captions & {s.caption for s in world["val"] + world["test"]}
     assert {s.kind for s in world["test"]} >= set(TEMPORAL_KINDS)
+
+
+def test_every_prefix_of_a_split_follows_the_kind_weights():
+    config = WorldConfig(seed=5)
+    samples = generate_split("test", 300, config)
+    total = sum(config.kind_weights.values())
+    for end in range(20, 301, 20):
+        counts = Counter(s.kind for s in samples[:end])
+        for kind, weight in config.kind_weights.items():
+            # within one scene (two videos for a pair) of the exact share, plus the prefix cutting a pair in two
+            assert abs(counts[kind] - end * weight / total) <= 3, (end, kind, counts)
+
+
+def test_twins_are_in_the_training_split_by_default_and_can_be_left_out():
+    train = generate_split("train", 40)
+    paired = [s for s in train if s.order_pair_id is not None]
+    assert paired and all(s.kind in TEMPORAL_KINDS for s in paired)
+    assert all(Counter(s.order_pair_id for s in paired)[s.order_pair_id] == 2 for s in paired)
+    assert not any(s.order_pair_id for s in generate_split("train", 40, WorldConfig(pairs_in_train=False)))
+
+
+def test_default_world_tests_at_least_40_novel_twin_pairs_of_every_temporal_kind():
+    world = generate_world(**{f"num_{split}": size for split, size in DEFAULT_SPLIT_SIZES.items()})
+    seen = {s.caption for s in world["train"] + world["val"]}
+    pairs = Counter(s.kind for s in world["test"] if s.order_pair_id is not None)
+    for kind in TEMPORAL_KINDS:
+        assert pairs[kind] // 2 >= 40, pairs
+    assert not seen & {s.caption for s in world["test"]}
+    assert sum(s.order_pair_id is not None for s in world["train"]) > 0.7 * len(world["train"])
 
 
 @pytest.mark.parametrize("num_frames", [8, 12, 16])
@@ -251,13 +354,13 @@ def test_bad_parameters_are_named():
 
 
 def _decode(path: str) -> np.ndarray:
-    av = pytest.importorskip("av")
+    import av
+
     with av.open(path) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 def test_export_writes_readable_mp4_and_a_valid_manifest(tmp_path):
-    pytest.importorskip("av")
     config = WorldConfig(num_frames=10, seed=11)
     manifest = write_world(tmp_path / "world", num_train=6, num_val=4, num_test=8, config=config)
     assert manifest.name == "manifest.jsonl"
@@ -280,7 +383,6 @@ def test_export_writes_readable_mp4_and_a_valid_manifest(tmp_path):
 
 
 def test_export_reuses_an_identical_world_and_refuses_a_different_one(tmp_path):
-    pytest.importorskip("av")
     manifest = write_world(tmp_path, num_train=2, num_val=2, num_test=2)
     stamp = manifest.stat().st_mtime_ns
     assert write_world(tmp_path, num_train=2, num_val=2, num_test=2) == manifest
@@ -290,8 +392,8 @@ def test_export_reuses_an_identical_world_and_refuses_a_different_one(tmp_path):
 
 
 def test_manifest_loads_through_the_data_package(tmp_path):
-    data = pytest.importorskip("peft_video.data.manifest")
-    pytest.importorskip("av")
+    from peft_video.data import manifest as data
+
     manifest = write_world(tmp_path, num_train=4, num_val=2, num_test=4)
     test_split = data.load_manifest(manifest, split="test", check_files=True)
     assert len(test_split) == 4

@@ -89,3 +89,22 @@ def test_exact_parameter_count(clip, clip_config):
     vision, text, proj = clip_config.vision_config.hidden_size, clip_config.text_config.hidden_size, 16
     expected = 1 * 4 * 3 * vision + 1 * 2 * vision + 16 * text + (proj * text + text) + 1
     assert model.get_nb_trainable_parameters()[0] == expected
+
+
+def test_frame_embedding_is_zero_at_init_and_orders_frames_when_trained(clip_config):
+    from peft_video.testing import make_clip
+
+    videos = random_videos(clip_config, 2, 4)
+    fields = {"num_frames": 4, "text_temp": False}
+    torch.manual_seed(0)
+    plain = get_peft_model(make_clip(clip_config, seed=0), TFVLConfig(**fields)).eval()
+    torch.manual_seed(0)
+    indexed = get_peft_model(make_clip(clip_config, seed=0), TFVLConfig(image_temp_frame_embedding=True, **fields))
+    indexed.eval()
+    torch.testing.assert_close(video_embeds(indexed, videos), video_embeds(plain, videos), rtol=0, atol=0)
+    embedding = indexed.base_model.model.video_adapter.tfvl_modules["default"].frame_embedding
+    with torch.no_grad():
+        embedding.normal_()
+    assert not torch.allclose(video_embeds(indexed, videos), video_embeds(plain, videos), atol=1e-4)
+    with pytest.raises(ValueError, match="needs image_temp=True"):
+        TFVLConfig(image_temp=False, image_temp_frame_embedding=True)

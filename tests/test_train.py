@@ -308,7 +308,7 @@ def test_frame_transform_reads_a_local_preprocessor_config_like_the_image_proces
     ("extra", "match"),
     [
         (["--report_to", "wandb"], r"report_to: \['wandb'\] not installed"),
-        (["--metric_for_best_model", "text_to_video/R@3"], "metric_for_best_model must look like"),
+        (["--metric_for_best_model", "text_to_video/R@3"], "metric_for_best_model=.*a name looks like"),
         (["--metric_for_best_model", "subsets/mood/text_to_video/R@1", "--subset_columns", "mood"], "column 'mood'"),
     ],
 )
@@ -349,28 +349,38 @@ def test_training_fields_take_transformers_names_where_transformers_has_the_opti
     assert ours - theirs == specific | {"stop_after_steps"}
 
 
-def test_selection_metric_names_are_checked_before_training_and_read_after():
-    from peft_video.evaluation import check_metric_name, greater_is_better, metric_value
+def test_selection_metric_names_are_checked_before_training_and_read_after(train):
+    from peft_video.selection import ModelSelection
 
+    def check(spec, **settings):
+        ModelSelection.parse(spec).check(**settings)
+
+    settings = {"columns": ["order", "pair"], "subset_columns": ["order"], "twin_column": "pair"}
     for name in (
         "text_to_video/R@1",
         "video_to_text/MnR",
         "subsets/order/text_to_video/R@5",
+        "order/text_to_video/R@1",
         "twin_accuracy/accuracy",
+        "twin_accuracy/per_kind/motion",
+        "0.5*twin_accuracy + 0.5*text_to_video/R@1",
     ):
-        check_metric_name(name, columns=["order", "pair"], subset_columns=["order"], twin_column="pair")
+        check(name, **settings)
     for name, match in [
-        ("text_to_video/R@3", "must look like"),
-        ("test/R@1", "must look like"),
+        ("text_to_video/R@3", "a name looks like"),
+        ("test/R@1", "a name looks like"),
         ("subsets/mood/text_to_video/R@1", r"needs 'mood' in subset_columns"),
-        ("twin_accuracy/accuracy", "needs a twin_column"),
+        ("twin_accuracy", "needs a twin_column"),
+        ("text_to_video/R@1 + twin_accuracy", "needs a twin_column"),
     ]:
         with pytest.raises(ValueError, match=match):
-            check_metric_name(name, subset_columns=["order"])
+            check(name, subset_columns=["order"])
     with pytest.raises(ValueError, match=r"needs the column 'order' \(subset_columns\); the split has \['video'\]"):
-        check_metric_name("subsets/order/text_to_video/R@1", columns=["video"], subset_columns=["order"])
-    metrics = {"text_to_video": {"R@1": 40.0, "MnR": 3.5}, "twin_accuracy": {"accuracy": 75.0}}
-    assert metric_value(metrics, "twin_accuracy/accuracy") == 75.0
-    with pytest.raises(KeyError, match="video_to_text/R@1"):
-        metric_value(metrics, "video_to_text/R@1")
-    assert greater_is_better("text_to_video/R@1") and not greater_is_better("subsets/x/video_to_text/MnR")
+        check("subsets/order/text_to_video/R@1", columns=["video"], subset_columns=["order"])
+    metrics = {"text_to_video": {"R@1": 40.0, "MnR": 3.5}, "twin_accuracy": {"accuracy": 75.0, "num_queries": 8}}
+    assert ModelSelection.parse("twin_accuracy").value(metrics) == 75.0
+    assert ModelSelection.parse("0.5*twin_accuracy + 0.5*text_to_video/R@1").value(metrics) == 57.5
+    with pytest.raises(ValueError, match="video_to_text/R@1"):
+        ModelSelection.parse("video_to_text/R@1").value(metrics)
+    assert not ModelSelection.parse("subsets/x/video_to_text/MnR").greater_is_better
+    assert train.TrainArguments(metric_for_best_model="text_to_video/MnR").greater_is_better is False

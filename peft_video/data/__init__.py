@@ -31,6 +31,7 @@ from .decoding import (
     sample_name,
 )
 from .errors import DecoderCrashedError, DecodeTimeoutError, ManifestError, PartialVideoError, VideoDecodeError
+from .grouped_batches import GroupedBatchSampler
 from .isolation import IsolatedDecoder, decode_many
 from .manifest import (
     VideoIndex,
@@ -84,6 +85,7 @@ __all__ = [
     "FailedSample",
     "FrameCache",
     "FrameSampling",
+    "GroupedBatchSampler",
     "IsolatedDecoder",
     "ManifestError",
     "PartialVideoError",

@@ -8,13 +8,22 @@ on still frames of that world (see docs/offline_world.md).
 """
 
 from .captions import caption_for
-from .dataset import SPLITS, VideoSample, WorldConfig, generate_split, generate_stills, generate_world
+from .dataset import (
+    DEFAULT_SPLIT_SIZES,
+    SPLITS,
+    VideoSample,
+    WorldConfig,
+    generate_split,
+    generate_stills,
+    generate_world,
+)
 from .export import read_manifest, write_mp4, write_world
 from .render import render_scene
 from .tiny_clip import TINY_CLIP_PATH, load_tiny_clip, still_frame_recall
 from .world import STATIC_KINDS, TEMPORAL_KINDS, Scene, Track, reverse_scene, sample_scene
 
 __all__ = [
+    "DEFAULT_SPLIT_SIZES",
     "SPLITS",
     "STATIC_KINDS",
     "TEMPORAL_KINDS",

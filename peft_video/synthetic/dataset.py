@@ -1,9 +1,11 @@
 """Seeded splits of the offline world as in-memory uint8 frames with captions (no files written).
 
 `generate_split` is the fast path for tests and for anything that does not need the mp4 round trip; `export.py`
-writes the same samples to disk. Every sample is drawn from its own `SeedSequence([seed, split, index, attempt])`,
-so a split does not depend on how many videos the other splits hold, and the same arguments always give the same
-frames and captions.
+writes the same samples to disk. The kinds of a split follow its `kind_weights` exactly (a smooth weighted
+round-robin: every prefix of a split holds each kind within one scene of its share), and every scene is drawn from its
+own `SeedSequence([seed, split, index, attempt])`, so a split does not depend on how many videos the other splits hold,
+a larger split starts with the videos of a smaller one, and the same arguments always give the same frames and
+captions.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from .render import render_scene
 from .world import STATIC_KINDS, TEMPORAL_KINDS, Scene, reverse_scene, sample_scene
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+DEFAULT_SPLIT_SIZES: dict[str, int] = {"train": 2048, "val": 256, "test": 512}
+"""Videos per split of the default world: its test split holds 41-51 twin pairs of every temporal kind, all with
+captions that occur in neither train nor val (`tests/test_synthetic.py` checks it)."""
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "stills": 3}
 _MAX_ATTEMPTS = 200
 
@@ -30,10 +35,12 @@ class WorldConfig:
         num_frames: frames per video (8 to 16 is the intended range).
         image_size: frame side in pixels.
         seed: master seed; the same config always produces the same world.
-        kind_weights: relative frequency of each scene kind in every split. Temporal kinds: `order`, `motion`,
-            `colour`, `size`; static kinds (the caption holds for every frame, so reversing changes nothing):
-            `single`, `count`, `pair`.
-        pairs_in_train: also draw the training split as order-sensitive pairs (a video and its reverse).
+        kind_weights: share of the videos of every split that each scene kind gets (exactly, not in expectation;
+            a video and its twin count as two). Temporal kinds: `order`, `motion`, `colour`, `size`; static kinds
+            (the caption holds for every frame, so reversing changes nothing): `single`, `count`, `pair`.
+        pairs_in_train: draw the training split as order-sensitive pairs too (a video and its time-reversed twin),
+            as `val` and `test` always are. On by default: a contrastive batch that holds both twins is what teaches
+            order (see `peft_video.group_sampler`); without twins in the data, content alone satisfies the loss.
     """
 
     num_frames: int = 12
@@ -41,16 +48,16 @@ class WorldConfig:
     seed: int = 0
     kind_weights: dict[str, float] = field(
         default_factory=lambda: {
-            "order": 0.25,
+            "order": 0.2,
             "motion": 0.2,
-            "colour": 0.15,
-            "size": 0.15,
-            "single": 0.1,
-            "count": 0.05,
-            "pair": 0.1,
+            "colour": 0.2,
+            "size": 0.16,
+            "single": 0.09,
+            "count": 0.03,
+            "pair": 0.12,
         }
     )
-    pairs_in_train: bool = False
+    pairs_in_train: bool = True
 
     def __post_init__(self) -> None:
         if not 4 <= self.num_frames <= 64:
@@ -86,6 +93,29 @@ def _rng(seed: int, split: str, index: int, attempt: int) -> np.random.Generator
     return np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_CODES[split], index, attempt]))
 
 
+def kind_schedule(weights: dict[str, float], paired: bool):
+    """The kinds of a split's scenes, in order (an endless generator; a paired temporal scene makes 2 videos).
+
+    A smooth weighted round-robin over scenes weighted `weight / videos`, so that the videos of every prefix follow
+    `weights` within one scene per kind; `send(True)` asks for a one-video (static) kind next, for the last slot of a
+    split of odd size."""
+    kinds = [k for k in sorted(weights) if weights[k] > 0]
+    size = {k: 2 if paired and k in TEMPORAL_KINDS else 1 for k in kinds}
+    share = {k: weights[k] / size[k] for k in kinds}
+    total = sum(share.values())
+    credit = dict.fromkeys(kinds, 0.0)
+    single_only = False
+    while True:
+        for k in kinds:
+            credit[k] += share[k]
+        allowed = [k for k in kinds if size[k] == 1] if single_only else kinds
+        if not allowed:
+            raise ValueError("no one-video kind left for the last slot")
+        kind = max(allowed, key=lambda k: credit[k])
+        credit[kind] -= total
+        single_only = bool((yield kind))
+
+
 def _draw_kind(rng: np.random.Generator, weights: dict[str, float]) -> str:
     kinds = sorted(weights)
     p = np.asarray([weights[k] for k in kinds], dtype=np.float64)
@@ -118,14 +148,14 @@ def generate_split(
         )
     taken = set(avoid_captions)
     samples: list[VideoSample] = []
+    schedule = kind_schedule(config.kind_weights, paired)
+    kind = next(schedule)
     index = 0
     while len(samples) < num_videos:
-        room_for_pair = num_videos - len(samples) >= 2
+        if paired and kind in TEMPORAL_KINDS and num_videos - len(samples) < 2:
+            kind = schedule.send(True)  # one slot left: a pair would not fit
         for attempt in range(_MAX_ATTEMPTS):
             rng = _rng(config.seed, split, index, attempt)
-            kind = _draw_kind(rng, config.kind_weights)
-            if paired and kind in TEMPORAL_KINDS and not room_for_pair:
-                continue  # one slot left: a pair would not fit
             scene = sample_scene(rng, kind, config.num_frames, config.image_size)
             scenes = [scene, reverse_scene(scene)] if paired and scene.is_temporal else [scene]
             captions = [caption_for(s) for s in scenes]
@@ -133,16 +163,18 @@ def generate_split(
                 break
         else:
             raise RuntimeError(
-                f"could not draw a new unique caption for {split} video {len(samples)} "
+                f"could not draw a new unique caption for {split} video {len(samples)} ({kind}) "
                 f"after {_MAX_ATTEMPTS} attempts; the split is too large for the grammar (ask for fewer videos)"
             )
         pair_id = f"{split}_pair_{index:05d}" if len(scenes) == 2 else None
-        for s, caption in zip(scenes, captions):
+        frames = render_scene(scene)
+        # the twin is the very same frames backwards (rendering the reversed scene gives the same pixels, slower)
+        for s, caption, pixels in zip(scenes, captions, (frames, frames[::-1].copy())):
             taken.add(caption)
-            frames = render_scene(s)
             video_id = f"{split}_{len(samples):05d}"
-            samples.append(VideoSample(video_id, split, caption, s.kind, frames, s, pair_id, s.is_temporal))
+            samples.append(VideoSample(video_id, split, caption, s.kind, pixels, s, pair_id, s.is_temporal))
         index += 1
+        kind = next(schedule)
     return samples
 
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import SPLITS, VideoSample, WorldConfig, generate_world
+from .dataset import DEFAULT_SPLIT_SIZES, SPLITS, VideoSample, WorldConfig, generate_world
 
 MANIFEST_NAME = "manifest.jsonl"
 WORLD_INFO_NAME = "world.json"
 # Bumped whenever the same parameters would produce different videos, so stale worlds on disk are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # Near-lossless quality: colours (and so the captions) must survive yuv420p; 64-pixel clips stay a few kB anyway.
 DEFAULT_CRF = 12
 
@@ -67,9 +67,9 @@ def manifest_row(sample: VideoSample, video_path: str) -> dict:
 
 def write_world(
     out_dir: str | Path,
-    num_train: int = 512,
-    num_val: int = 128,
-    num_test: int = 256,
+    num_train: int = DEFAULT_SPLIT_SIZES["train"],
+    num_val: int = DEFAULT_SPLIT_SIZES["val"],
+    num_test: int = DEFAULT_SPLIT_SIZES["test"],
     config: WorldConfig | None = None,
     fps: int = 8,
     overwrite: bool = False,

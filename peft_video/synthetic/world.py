@@ -139,10 +139,12 @@ def sample_single(rng: np.random.Generator, num_frames: int = 1, image_size: int
 
 
 def sample_count(rng: np.random.Generator, num_frames: int = 1, image_size: int = 64) -> Scene:
-    """Two or three identical objects at random non-overlapping places; facts: count, colour, shape."""
+    """Two or three identical objects at random non-overlapping places; facts: count, colour, shape, size (None or
+    "small")."""
     obj = _obj(rng)
     count = int(rng.integers(2, 4))
-    radius = _radius(rng, (0.09, 0.12), image_size)
+    size = _pick(rng, [None, "small"])
+    radius = _radius(rng, (0.09, 0.12) if size is None else SMALL_RADIUS, image_size)
     centres: list[tuple[float, float]] = []
     while len(centres) < count:
         margin = REACH * radius + 1
@@ -150,7 +152,7 @@ def sample_count(rng: np.random.Generator, num_frames: int = 1, image_size: int 
         if all(np.hypot(candidate[0] - cx, candidate[1] - cy) > 2.6 * radius + 2 for cx, cy in centres):
             centres.append((float(candidate[0]), float(candidate[1])))
     tracks = tuple(_static_track(rng, obj["shape"], obj["colour"], x, y, radius, num_frames) for x, y in centres)
-    return Scene("count", tracks, {**obj, "count": count}, num_frames, image_size)
+    return Scene("count", tracks, {**obj, "count": count, "size": size}, num_frames, image_size)
 
 
 def sample_pair(rng: np.random.Generator, num_frames: int = 1, image_size: int = 64) -> Scene:
@@ -200,44 +202,77 @@ def sample_order(rng: np.random.Generator, num_frames: int = 12, image_size: int
     return Scene("order", tuple(tracks), {"first": first, "second": second}, t, image_size)
 
 
-_DIRECTIONS = {
-    "left": ("right", "horizontal"),
-    "right": ("left", "horizontal"),
-    "top": ("bottom", "vertical"),
-    "bottom": ("top", "vertical"),
+# Where a moving object goes from each named start, and the lanes it may move along (diagonal paths have none).
+OPPOSITE_SIDES: dict[str, str] = {
+    "left": "right",
+    "right": "left",
+    "top": "bottom",
+    "bottom": "top",
+    "top left": "bottom right",
+    "bottom right": "top left",
+    "top right": "bottom left",
+    "bottom left": "top right",
 }
+_LANES = {"left": ("top", "center", "bottom"), "top": ("left", "center", "right")}
+MOTION_PATHS: tuple[tuple[str, str | None], ...] = tuple(
+    (start, lane) for start in OPPOSITE_SIDES for lane in _LANES.get(start, _LANES.get(OPPOSITE_SIDES[start], (None,)))
+)
+"""Every (start, lane) of a motion scene: left/right along 3 lanes, top/bottom along 3 lanes, 4 diagonals."""
+
+
+def _size_band(rng: np.random.Generator) -> tuple[str | None, tuple[float, float]]:
+    size = _pick(rng, [None, None, "small", "big"])
+    return size, {None: NORMAL_RADIUS, "small": SMALL_RADIUS, "big": BIG_RADIUS}[size]
 
 
 def sample_motion(rng: np.random.Generator, num_frames: int = 12, image_size: int = 64) -> Scene:
-    """One object moving across the frame; facts: colour, shape, start, end (named sides), lane (named position)."""
+    """One object moving across the frame along a side-to-side, top-to-bottom or diagonal path; facts: colour,
+    shape, size (None/"small"/"big"), start, end (named positions), lane (named position, None for diagonals)."""
     obj = _obj(rng)
-    start = _pick(rng, _DIRECTIONS)
-    end, axis = _DIRECTIONS[start]
-    lane = _pick(rng, ["top", "center", "bottom"] if axis == "horizontal" else ["left", "center", "right"])
-    radius = _radius(rng, NORMAL_RADIUS, image_size)
-    low, high = 0.2 + rng.uniform(-0.03, 0.03), 0.8 + rng.uniform(-0.03, 0.03)
-    if start in ("right", "bottom"):
-        low, high = high, low
-    along = np.linspace(low, high, num_frames) * image_size
-    lane_x, lane_y = _place(rng, lane, image_size, radius)
-    x, y = (along, _constant(lane_y, num_frames)) if axis == "horizontal" else (_constant(lane_x, num_frames), along)
-    track = replace(_static_track(rng, obj["shape"], obj["colour"], 0, 0, radius, num_frames), x=x, y=y)
-    return Scene("motion", (track,), {**obj, "start": start, "end": end, "lane": lane}, num_frames, image_size)
+    size, band = _size_band(rng)
+    start, lane = MOTION_PATHS[int(rng.integers(len(MOTION_PATHS)))]
+    end = OPPOSITE_SIDES[start]
+    radius = _radius(rng, band, image_size)
+    margin = REACH * radius + 1.0
+    lane_xy = _place(rng, lane, image_size, radius) if lane else (0.0, 0.0)
+    coordinates = []
+    for axis in (0, 1):
+        begin, finish = POSITIONS[start][axis], POSITIONS[end][axis]
+        if begin == finish:  # the lane's axis
+            coordinates.append(_constant(lane_xy[axis], num_frames))
+            continue
+        low, high = 0.2 + rng.uniform(-0.03, 0.03), 0.8 + rng.uniform(-0.03, 0.03)
+        # big objects start and end further in, so that they stay whole inside the frame
+        low, high = max(low * image_size, margin), min(high * image_size, image_size - margin)
+        coordinates.append(
+            np.linspace(high, low, num_frames) if begin > finish else np.linspace(low, high, num_frames)
+        )
+    track = _static_track(rng, obj["shape"], obj["colour"], 0, 0, radius, num_frames)
+    track = replace(track, x=coordinates[0], y=coordinates[1])
+    facts = {**obj, "size": size, "start": start, "end": end, "lane": lane}
+    return Scene("motion", (track,), facts, num_frames, image_size)
 
 
 def sample_colour_change(rng: np.random.Generator, num_frames: int = 12, image_size: int = 64) -> Scene:
-    """One object whose colour switches once; facts: shape, position, start_colour, end_colour."""
+    """One object whose colour switches once; facts: shape, size, position, start_colour, end_colour."""
     shape = _pick(rng, SHAPES)
+    size, band = _size_band(rng)
     start_colour = _pick(rng, COLOURS)
     end_colour = _pick(rng, [c for c in COLOURS if c != start_colour])
     low = max(1, num_frames // 3)
     switch = int(rng.integers(low, num_frames - low + 1))  # symmetric range: reversal keeps the distribution
     position = _pick(rng, POSITIONS)
-    radius = _radius(rng, NORMAL_RADIUS, image_size)
+    radius = _radius(rng, band, image_size)
     x, y = _place(rng, position, image_size, radius)
     colours = (start_colour,) * switch + (end_colour,) * (num_frames - switch)
     track = replace(_static_track(rng, shape, start_colour, x, y, radius, num_frames), colour=colours)
-    facts = {"shape": shape, "position": position, "start_colour": start_colour, "end_colour": end_colour}
+    facts = {
+        "shape": shape,
+        "size": size,
+        "position": position,
+        "start_colour": start_colour,
+        "end_colour": end_colour,
+    }
     return Scene("colour", (track,), facts, num_frames, image_size)
 
 

@@ -46,6 +46,11 @@ class DGLConfig(VideoAdapterConfig):
             `"global_prompt0"` (the first global prompt; the reference's default), `"mean_global_prompts"`,
             `"mean_frame_cls"` (over real frames) or `"mean_global_prompts_and_frame_cls"` (the global prompts and the
             real frames' CLS tokens, all weighted equally).
+        temporal_embedding (`bool`):
+            Not in the reference (off by default; with it off the computation is the reference's). A learnable
+            embedding per frame index, `[num_frames, vision width]`, zero at init, added to every token of frame t
+            before the first vision layer, so that the global prompts see which frame a token comes from. Without
+            it DGL sees frame order only through each frame's own local prompts (see docs/methods/dgl.md).
     """
 
     latent_space: Literal["transformer", "linear"] = field(
@@ -61,6 +66,10 @@ class DGLConfig(VideoAdapterConfig):
     )
     visual_output: str = field(
         default="global_prompt0", metadata={"help": f"Video embedding readout, one of {VISUAL_OUTPUTS}."}
+    )
+    temporal_embedding: bool = field(
+        default=False,
+        metadata={"help": "Add a learnable per-frame-index embedding to frame tokens (not in the reference)."},
     )
 
     def __post_init__(self) -> None:

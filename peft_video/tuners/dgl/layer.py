@@ -88,6 +88,8 @@ class DGLModule(VideoAdapterModule):
         # VPT's uniform init, as the reference uses for its prompt parameters
         bound = math.sqrt(6.0 / (3 * vision.patch_size**2 + width))
         self.global_prompts = nn.Parameter(torch.empty(config.num_global_prompts, width).uniform_(-bound, bound))
+        if config.temporal_embedding:  # opt-in, not in the reference: zero, so training starts from it
+            self.temporal_embedding = nn.Parameter(torch.zeros(config.num_frames, width))
         if config.latent_space == "transformer":
             num_latents = config.num_text_latents + config.num_local_prompts * config.num_frames
             # an embedding table in the reference, hence N(0, 1). Layouts put layers first so that the parameters
@@ -189,6 +191,8 @@ class DGLModule(VideoAdapterModule):
         vision = clip_ops.vision_tower(clip)
         embedded = clip_ops.embed_frames(clip, pixel_values.flatten(0, 1)).unflatten(0, (batch, frames))
         dtype, num_local = embedded.dtype, config.num_local_prompts
+        if config.temporal_embedding:
+            embedded = embedded + self.temporal_embedding[:frames, None, :].to(dtype)
         local_prompts = self.local_prompts(frames).to(dtype)
         global_states = self.global_prompts.to(dtype).repeat(batch, 1, 1)  # a copy: layers' LN gets no param view
         global_key_mask = None

@@ -10,6 +10,7 @@ from peft.utils import PeftType
 from ...config import VideoAdapterConfig
 
 TEXT_TEMP_FUSIONS = ("residual", "replace")
+TEXT_TEMP_WORD_SCALES = ("token", "free")
 
 
 @dataclass
@@ -36,6 +37,18 @@ class TFVLConfig(VideoAdapterConfig):
             TextTemp output alone.
         text_temp_gate_init (`float`):
             Initial value of the residual gate.
+        text_temp_word_scale (`str`):
+            `"token"`: every projected frame `W f_t` is rescaled to the mean norm of the frozen token embeddings, the
+            scale at which the text encoder reads words, so that its positional embeddings (which carry the frame
+            order) keep the weight they have for real words. `"free"`: `W f_t` as it comes (CLIP image embeddings
+            are ~30-50 times larger than token embeddings, which drowns the positions).
+        text_temp_center_frames (`bool`):
+            Feed TextTemp the frames minus their mean over the video (what changes over time), not the frames: the
+            frames of a video share most of their embedding, which the residual fusion's mean already carries.
+        text_temp_frame_positions (`str`):
+            How TextTemp tells frames apart: `"text"`, only the frozen text positional embeddings of their slots;
+            `"learned"`, also a learnable embedding per frame index (text width, zero at init) added to each frame
+            word.
         image_temp_layers (`list[int]`):
             Indices of the vision layers that run jointly over all frames (negative indices count from the end).
         image_temp_frame_prompts (`int`):
@@ -43,6 +56,10 @@ class TFVLConfig(VideoAdapterConfig):
             `[len(image_temp_layers), num_frames, k, width]`.
         image_temp_video_prompts (`int`):
             Prompt tokens per joint layer shared by the whole video (a joint memory), shape `[layers, n, width]`.
+        image_temp_frame_embedding (`bool`):
+            Also index frames additively: a learnable embedding per frame index, `[num_frames, vision width]`, zero
+            at init, added to every token of frame t before the first vision layer (a temporal position embedding),
+            so that every layer, not only the joint ones' index prompts, knows which frame a token belongs to.
     """
 
     text_temp: bool = field(default=True, metadata={"help": "Enable TextTemp, the temporal video head."})
@@ -52,6 +69,16 @@ class TFVLConfig(VideoAdapterConfig):
         default="residual", metadata={"help": f"How TextTemp's output forms the video embedding: {TEXT_TEMP_FUSIONS}."}
     )
     text_temp_gate_init: float = field(default=0.0, metadata={"help": "Initial residual gate of TextTemp."})
+    text_temp_center_frames: bool = field(
+        default=False, metadata={"help": "Feed TextTemp frame embeddings minus their mean over the video."}
+    )
+    text_temp_frame_positions: Literal["text", "learned"] = field(
+        default="text", metadata={"help": "Frame order in TextTemp: frozen text positions, or also learned ones."}
+    )
+    text_temp_word_scale: Literal["token", "free"] = field(
+        default="free",
+        metadata={"help": f"Scale of the frame words TextTemp feeds the text encoder: {TEXT_TEMP_WORD_SCALES}."},
+    )
     image_temp_layers: list[int] = field(
         default_factory=lambda: [-2, -1], metadata={"help": "Vision layers run jointly over all frames."}
     )
@@ -61,18 +88,31 @@ class TFVLConfig(VideoAdapterConfig):
     image_temp_video_prompts: int = field(
         default=16, metadata={"help": "Prompt tokens per joint layer shared by all frames of a video."}
     )
+    image_temp_frame_embedding: bool = field(
+        default=False, metadata={"help": "Add a learnable per-frame-index embedding to every token of a frame."}
+    )
 
     def __post_init__(self) -> None:
         self.peft_type = PeftType.TFVL
         super().__post_init__()
         if not (self.text_temp or self.image_temp):
             raise ValueError("TFVLConfig needs text_temp or image_temp (or both); with neither there is no adapter.")
+        if self.text_temp_word_scale not in TEXT_TEMP_WORD_SCALES:
+            raise ValueError(
+                f"text_temp_word_scale must be one of {TEXT_TEMP_WORD_SCALES}, got {self.text_temp_word_scale!r}."
+            )
+        if self.text_temp_frame_positions not in ("text", "learned"):
+            raise ValueError(
+                f"text_temp_frame_positions must be 'text' or 'learned', got {self.text_temp_frame_positions!r}."
+            )
         if self.text_temp_fusion not in TEXT_TEMP_FUSIONS:
             raise ValueError(f"text_temp_fusion must be one of {TEXT_TEMP_FUSIONS}, got {self.text_temp_fusion!r}.")
         for name in ("text_temp_prompt_tokens", "image_temp_frame_prompts", "image_temp_video_prompts"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         self.image_temp_layers = list(self.image_temp_layers)
+        if self.image_temp_frame_embedding and not self.image_temp:
+            raise ValueError("image_temp_frame_embedding indexes ImageTemp's frames: it needs image_temp=True.")
         if self.image_temp and not self.image_temp_layers:
             raise ValueError("image_temp=True needs at least one index in image_temp_layers.")
         if len(set(self.image_temp_layers)) != len(self.image_temp_layers):

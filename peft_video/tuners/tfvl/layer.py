@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel
 
@@ -51,6 +52,8 @@ class TFVLModule(VideoAdapterModule):
             )
             nn.init.uniform_(self.frame_prompts, -bound, bound)
             nn.init.uniform_(self.video_prompts, -bound, bound)
+            if config.image_temp_frame_embedding:
+                self.frame_embedding = nn.Parameter(torch.zeros(config.num_frames, vision.hidden_size))
 
         if config.text_temp:
             needed = config.text_temp_prompt_tokens + config.num_frames + 2
@@ -62,6 +65,8 @@ class TFVLModule(VideoAdapterModule):
                 )
             self.frame_to_text = nn.Linear(clip.config.projection_dim, text.hidden_size)
             self.text_prompts = nn.Parameter(torch.randn(config.text_temp_prompt_tokens, text.hidden_size) * 0.02)
+            if config.text_temp_frame_positions == "learned":
+                self.frame_positions = nn.Parameter(torch.zeros(config.num_frames, text.hidden_size))
             if config.text_temp_fusion == "residual":
                 self.gate = nn.Parameter(torch.tensor(float(config.text_temp_gate_init)))
 
@@ -83,6 +88,9 @@ class TFVLModule(VideoAdapterModule):
         vision = clip_ops.vision_tower(clip)
         hidden = clip_ops.embed_frames(clip, flat)  # [B*T, N, D]
         tokens, width = hidden.shape[1:]
+        if self.config.image_temp_frame_embedding:
+            index = self.frame_embedding[:frames].to(hidden.dtype)
+            hidden = (hidden.view(batch, frames, tokens, width) + index[:, None]).view(batch * frames, tokens, width)
         joint = dict(zip(self.joint_layers, range(len(self.joint_layers))))
         attn_mask = self._joint_attention_mask(video_mask, tokens)
         for index, layer in enumerate(vision.encoder.layers):
@@ -145,8 +153,15 @@ class TFVLModule(VideoAdapterModule):
         special = embeddings.token_embedding.weight[[self.sot_id, self.eot_id]].to(dtype)
         sot, eot = special[0].expand(batch, 1, -1), special[1].expand(batch, 1, -1)
         prompts = self.text_prompts.to(dtype).expand(batch, -1, -1)
+        if self.config.text_temp_center_frames:
+            frame_embeds = frame_embeds - clip_ops.masked_mean(frame_embeds, video_mask)[:, None]
         # the adapter's own layers compute in their dtype (float32 under autocast_adapter_dtype), as peft's LoRA does
         words = self.frame_to_text(frame_embeds.to(self.frame_to_text.weight.dtype)).to(dtype)
+        if self.config.text_temp_word_scale == "token":  # frame words as large as the words the encoder knows
+            scale = embeddings.token_embedding.weight.detach().norm(dim=-1).mean().to(dtype)
+            words = F.normalize(words, dim=-1) * scale
+        if self.config.text_temp_frame_positions == "learned":
+            words = words + self.frame_positions[:frames].to(dtype)
         sequence = torch.cat([sot, prompts, words, eot], dim=1)
         length = sequence.shape[1]
         # EOT goes right after the last real frame; what follows it is invisible to EOT under the causal mask
