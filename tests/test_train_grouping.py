@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from train_fixtures import base_argv, launch_two_processes, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import base_argv, launch_two_processes, load_script, write_tiny_assets
 
 # 16 rows in batches of 4: 4 steps an epoch; 6 steps cross an epoch boundary, a checkpoint at step 3 sits mid-epoch.
 GROUPED = ["--group_by_column", "order_pair_id", "--log_samples", "true", "--seed", "3"]
@@ -29,13 +29,10 @@ def train():
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_grouping")
-    clip_dir = write_tiny_clip(root / "clip")
-    world = root / "world"
-    write_tiny_world(world)
-    rows = [json.loads(line) for line in (world / "manifest.jsonl").read_text().splitlines()]
-    pair_of = {row["video_id"]: row["order_pair_id"] for row in rows if row["split"] == "train"}
-    return SimpleNamespace(root=root, clip=clip_dir, world=world, pair_of=pair_of)
+    """The tiny CLIP and world, and each training video's twin pair (None: no twin)."""
+    assets = write_tiny_assets(tmp_path_factory.mktemp("train_grouping"))
+    assets.pair_of = {row["video_id"]: row["order_pair_id"] for row in assets.rows if row["split"] == "train"}
+    return assets
 
 
 def argv_for(assets, output_dir: Path) -> list[str]:

@@ -53,6 +53,17 @@ def write_tiny_world(folder: Path) -> Path:
     )  # fmt: skip
 
 
+def write_tiny_assets(root: Path):
+    """A tiny random CLIP (`root/clip`) and the tiny world (`root/world`) with its manifest rows."""
+    import json
+    from types import SimpleNamespace
+
+    clip_dir, world = write_tiny_clip(root / "clip"), root / "world"
+    write_tiny_world(world)
+    rows = [json.loads(line) for line in (world / "manifest.jsonl").read_text().splitlines()]
+    return SimpleNamespace(root=root, clip=clip_dir, world=world, rows=rows)
+
+
 def base_argv(clip_dir: Path, world_dir: Path, output_dir: Path, method: str = "tfvl") -> list[str]:
     """Command-line flags of a tiny, fast training run."""
     argv = [
