@@ -1,6 +1,7 @@
 """The command line of `train.py` and `evaluate.py`: their argument dataclasses (field names follow
 `transformers.TrainingArguments` where it has one; each group checks its values when parsed, as TrainingArguments
-does), read by `transformers.HfArgumentParser` with a YAML or JSON config file given as transformers' examples take it
+does; `check_arguments` checks what needs several groups, before anything is loaded or deleted), read by
+`transformers.HfArgumentParser` with a YAML or JSON config file given as transformers' examples take it
 (the file alone: `train.py config.yaml`) or as TRL's scripts do (`--config config.yaml`), flags overriding the file.
 
 What HfArgumentParser does not do itself: an unknown key in the file or an unknown flag is an error that names it and
@@ -14,7 +15,7 @@ import dataclasses
 import difflib
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from accelerate.tracking import get_available_trackers
 from transformers import HfArgumentParser
 
 from peft_video.data.defaults import DEFAULT_NUM_FRAMES
-from peft_video.loading import DataSourceArguments
+from peft_video.loading import BASELINES, DataSourceArguments, build_method_config, check_method_name
 from peft_video.selection import ModelSelection
 
 
@@ -179,6 +180,101 @@ class TrainArguments:
 
 
 ALL_ARGUMENTS = (ModelArguments, DataArguments, TrainArguments)
+
+
+def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: TrainArguments):
+    """What needs several argument groups (each group checks itself when parsed): all before any file is read,
+    loaded or deleted. Returns the adapter config (None for a baseline)."""
+    check_method_name(model_args.method)
+    model_selection(args, data_args)
+    if model_args.method != "zero_shot" and data_args.train_split in (
+        data_args.validation_split,
+        data_args.test_split,
+    ):
+        raise ValueError(f"train_split {data_args.train_split!r} is also an evaluation split")
+    if args.push_to_hub and model_args.method == "zero_shot":
+        raise ValueError("push_to_hub: the zero_shot baseline trains nothing, there is nothing to upload")
+    if data_args.streamed and model_args.method != "zero_shot":
+        check_streamed_training(data_args, args)
+    if model_args.method in BASELINES:
+        if model_args.method_config:
+            raise ValueError(f"method_config is for adapter methods; the baseline {model_args.method!r} takes none")
+        return None
+    fields = dict(model_args.method_config or {})
+    for name in ("num_frames", "max_text_length"):  # the data loader's values are the adapter's
+        if fields.setdefault(name, getattr(data_args, name)) != getattr(data_args, name):
+            raise ValueError(
+                f"method_config.{name}={fields[name]} disagrees with {name}={getattr(data_args, name)}; set it in one "
+                f"place only (the top-level {name}, which the data loader uses)"
+            )
+    return build_method_config(model_args.method, fields)
+
+
+def model_selection(args: TrainArguments, data_args: DataArguments, columns=None) -> ModelSelection:
+    """The validation criterion that keeps the best step (`metric_for_best_model`, `greater_is_better`), checked
+    against what the evaluation will report (and the validation split's `columns`, once loaded)."""
+    try:
+        selection = ModelSelection.parse(args.metric_for_best_model)
+        selection.check(columns=columns, subset_columns=data_args.subset_columns, twin_column=data_args.twin_column)
+    except ValueError as err:
+        raise ValueError(f"metric_for_best_model={args.metric_for_best_model!r}: {err}") from None
+    return replace(selection, greater_is_better=args.greater_is_better)
+
+
+def check_contrastive_batch(args: TrainArguments, processes: int) -> None:
+    """Refuse a contrastive batch of one pair (11.14): the softmax over a single candidate is 1, so the loss is
+    constant (0) and its gradient exactly zero; the run would train nothing, silently. Negatives come from the
+    micro-batch of every process (the loss gathers them), not from accumulation, so the count is per-device batch ×
+    processes. For every method, Prompt Cube included: its captioning loss would still move the captioner (and what
+    its gradient reaches), but the retrieval objective, the one the adapter is trained and selected for, would not."""
+    if args.per_device_train_batch_size * processes == 1:
+        raise ValueError(
+            "a contrastive batch of one pair has a constant loss (the pair is its own only candidate): with "
+            f"per_device_train_batch_size=1 and {processes} process, nothing would be trained. Use at least 2 pairs "
+            "per contrastive batch (per_device_train_batch_size × processes; gradient_accumulation_steps adds no "
+            "negatives)"
+        )
+
+
+def check_streamed_training(data_args: DataArguments, args: TrainArguments) -> None:
+    """A stream has no length and no random access: the schedule counts optimizer steps, validation runs every
+    eval_steps, and file-level options do not apply."""
+    if args.max_steps <= 0:
+        raise ValueError(
+            f"dataset={data_args.dataset} is streamed and has no known length: set max_steps (num_train_epochs "
+            "cannot be turned into optimizer steps; each process restarts its own shards when it runs out)"
+        )
+    if args.eval_strategy == "epoch":
+        raise ValueError(
+            f"dataset={data_args.dataset} is streamed: an epoch has no fixed number of steps; set eval_steps (or "
+            "eval_strategy no with load_best_model_at_end false)"
+        )
+    if data_args.frame_cache:
+        raise ValueError("frame_cache reads decoded frames of manifest files; a streamed source has none")
+    if data_args.group_by_column:
+        raise ValueError(
+            "group_by_column needs the whole training split to pack its groups into batches; a stream is read in "
+            "windows (write the shards with each group's rows side by side instead)"
+        )
+
+
+def run_identity(
+    model_args: ModelArguments, data_args: DataArguments, args: TrainArguments, adapter_config, base_name: str,
+    dataset_name: str, processes: int,
+) -> dict[str, Any]:  # fmt: skip
+    """What a checkpoint must share with this run to continue it (a JSON round trip: what a checkpoint holds). A
+    stream resumes exactly only with the same shards, workers per process, shuffle buffer and seed."""
+    stream = {
+        "source": data_args.shards or data_args.hub_dataset, "dataloader_num_workers": args.dataloader_num_workers,
+        "shuffle_buffer": data_args.shuffle_buffer, "data_seed": args.data_seed,
+    } if data_args.streamed else None  # fmt: skip
+    identity = {
+        "method": model_args.method, "base_model": base_name, "num_processes": processes, "seed": args.seed,
+        "adapter_config": adapter_config.to_dict() if adapter_config is not None else None, "dataset": dataset_name,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps, "stream": stream,
+    }  # fmt: skip
+    return json.loads(json.dumps(identity, default=str))
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """What a training or evaluation run loads, each failure naming the thing: the data splits (the offline world or a
 manifest), the base CLIPModel with its tokenizer and frame transform, the model of a method chosen by name, and a
 saved model to evaluate (an adapter folder or Hub id, a fine-tuned CLIPModel folder, or a base model's zero-shot
-baseline). `examples/train.py` and `examples/evaluate.py` are built from these; so can any other script.
+baseline), and a trained model's weights saved and put back (`save_trained_model`, `load_trained_weights`: the best
+validation step's adapter). `examples/train.py` and `examples/evaluate.py` are built from these; so can any other
+script.
 """
 
 from __future__ import annotations
@@ -429,3 +431,29 @@ def load_trained_model(
     model = PeftModel.from_pretrained(clip, adapter_name_or_path)
     method = str(getattr(config.peft_type, "value", config.peft_type)).lower()
     return LoadedModel(model, model.active_peft_config, name, method)
+
+
+def save_trained_model(network: Any, folder: str | Path, processor: Any = None) -> None:
+    """Save a trained model into `folder`: an adapter (`save_pretrained`) with, beside it, the `processor` that
+    prepares a video and a caption exactly as the run evaluated them (`VideoTextProcessor.from_pretrained(folder)`: one
+    id is all a user needs), or a fine-tuned baseline's whole CLIPModel (no processor: transformers' own processors
+    would read its processor_config.json)."""
+    network.save_pretrained(str(folder))
+    if processor is not None and hasattr(network, "peft_config"):
+        processor.save_pretrained(folder)
+
+
+def load_trained_weights(network: Any, folder: str | Path) -> None:
+    """Put the weights `save_trained_model` saved in `folder` back into `network` (the same kind of model: an adapter
+    model, or a `full_finetune` baseline); adapter keys the model does not have are an error naming them."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import CLIPModel
+
+    folder = Path(folder)
+    if not hasattr(network, "peft_config"):  # full_finetune: a whole CLIPModel folder
+        network.clip.load_state_dict(CLIPModel.from_pretrained(folder).state_dict())
+        return
+    weights = load_file(folder / "adapter_model.safetensors")
+    if unexpected := set_peft_model_state_dict(network, weights).unexpected_keys:
+        raise RuntimeError(f"{folder}: unexpected adapter keys {unexpected[:5]}")

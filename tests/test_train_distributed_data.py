@@ -8,41 +8,16 @@ manifest."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from train_fixtures import EXAMPLES, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import launch_two_processes as launch
 from video_fixtures import write_partly_decodable, write_random_bytes
 
 from peft_video.cli import main as cli_main
 
 TRAIN_IDS = [f"train_{i:05d}" for i in range(WORLD["world_num_train"])]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(script: str, args: list[str]) -> subprocess.CompletedProcess:
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(EXAMPLES / script), *args,
-    ]  # fmt: skip
-    # errors="replace": decord, decoding bytes in-process (decode_timeout 0), logs an unreadable sample's raw bytes
-    result = subprocess.run(command, capture_output=True, text=True, errors="replace", env=env, timeout=500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
 
 
 @pytest.fixture(scope="module")

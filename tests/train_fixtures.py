@@ -4,6 +4,10 @@ folder with the world's tokenizer (so the tests never need the committed tiny CL
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,6 +53,17 @@ def write_tiny_world(folder: Path) -> Path:
     )  # fmt: skip
 
 
+def write_tiny_assets(root: Path):
+    """A tiny random CLIP (`root/clip`) and the tiny world (`root/world`) with its manifest rows."""
+    import json
+    from types import SimpleNamespace
+
+    clip_dir, world = write_tiny_clip(root / "clip"), root / "world"
+    write_tiny_world(world)
+    rows = [json.loads(line) for line in (world / "manifest.jsonl").read_text().splitlines()]
+    return SimpleNamespace(root=root, clip=clip_dir, world=world, rows=rows)
+
+
 def base_argv(clip_dir: Path, world_dir: Path, output_dir: Path, method: str = "tfvl") -> list[str]:
     """Command-line flags of a tiny, fast training run."""
     argv = [
@@ -69,3 +84,25 @@ def base_argv(clip_dir: Path, world_dir: Path, output_dir: Path, method: str = "
     for key, value in WORLD.items():
         argv += [f"--{key}", str(value)]
     return argv
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_two_processes(script: str, args: list[str], timeout: int = 500) -> subprocess.CompletedProcess:
+    """`accelerate launch --multi_gpu --num_processes 2` of examples/<script> on the CPU (ACCELERATE_USE_CPU=1; plain
+    `--cpu --num_processes 2` silently runs one process); a failure shows the end of both outputs."""
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        str(EXAMPLES / script), *args,
+    ]  # fmt: skip
+    # errors="replace": decord, decoding bytes in-process (decode_timeout 0), logs an unreadable sample's raw bytes
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace", env=env, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
