@@ -77,3 +77,136 @@ def test_shards_give_the_embeddings_of_the_files_they_were_written_from(search_a
     assert first["duration"] == pytest.approx(files[first["video_id"]]["duration"])
     hits = index.search(first["captions"][0], k=3)
     assert [h.video_id for h in hits] == [h.video_id for h in from_files.search(first["captions"][0], k=3)]
+
+
+def _tar_samples(path: Path) -> list[tuple[str, bytes]]:
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def test_a_killed_build_resumes_without_redoing_written_shards(search_assets, shards, tmp_path):
+    directory = tmp_path / "idx"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from peft_video.search import build_index
+        done = []
+        def kill_after_two(name):
+            done.append(name)
+            if len(done) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)  # a hard kill: no cleanup, no atexit
+        build_index({str(shards / "wds")!r}, {str(directory)!r}, adapter={str(search_assets.adapter)!r},
+                    decode_timeout=None, progress=False, on_shard_written=kill_after_two)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == -9, result.stderr[-3000:]
+    assert not (directory / "index.json").exists()
+    survivors = {p.name: p.stat().st_mtime_ns for p in (directory / "shards").iterdir()}
+    assert sorted(survivors) == ["run0001-00000-shard-00000", "run0001-00001-shard-00001"]
+    written = []
+    report = build_index(
+        shards / "wds", directory, adapter=search_assets.adapter, on_shard_written=written.append, **FAST
+    )
+    assert report.resumed_shards == 2 and written == ["run0001-00002-shard-00002"]  # only the shard not written
+    assert {n: (directory / "shards" / n).stat().st_mtime_ns for n in survivors} == survivors
+    assert report.num_videos == len(search_assets.test_ids) and not list((directory / "runs").glob("*.json"))
+    index = VideoSearchIndex.open(directory)
+    assert sorted(index.metadata["video_id"]) == sorted(search_assets.test_ids)
+
+
+def test_new_shards_are_added_without_reencoding_the_indexed_ones(search_assets, encoder, shards, tmp_path):
+    directory = tmp_path / "idx"
+    first_two = [shards / "wds" / f"shard-0000{k}.tar" for k in range(2)]
+    first = build_index(first_two, directory, encoder=encoder, **FAST)
+    assert first.num_videos == 6 and first.input_shards == 2
+    old = {p.name: p.stat().st_mtime_ns for p in (directory / "shards").iterdir()}
+    old_embeddings = VideoSearchIndex.open(directory).embeddings()
+    written = []
+    second = build_index(  # the same shards as a brace pattern, plus a third one
+        str(shards / "wds" / "shard-{00000..00002}.tar"), directory, encoder=encoder,
+        on_shard_written=written.append, **FAST,
+    )  # fmt: skip
+    assert written == ["run0002-00000-shard-00002"] and second.already_indexed == 6 and second.added == 2
+    assert {n: (directory / "shards" / n).stat().st_mtime_ns for n in old} == old
+    index = VideoSearchIndex.open(directory)
+    np.testing.assert_array_equal(index.embeddings(range(6)), old_embeddings)
+    assert sorted(index.metadata["video_id"]) == sorted(search_assets.test_ids)
+    third = build_index(shards / "wds", directory, encoder=encoder, **FAST)  # the folder: nothing new
+    assert third.added == 0 and third.input_shards == 0 and len(index.info["runs"]) == 2
+
+
+def test_broken_samples_are_named_by_shard_and_key_and_the_rest_of_the_shard_indexed(
+    search_assets, encoder, shards, tmp_path
+):
+    import tarfile
+
+    members = _tar_samples(shards / "wds" / "shard-00000.tar")
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(broken, "w") as tar:
+        add_member(tar, "aaa_noise.mp4", np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+        add_member(tar, "aaa_noise.json", caption_json("noise"))
+        for name, data in members:
+            add_member(tar, name, data)
+        add_member(tar, "zzz_silent.mp4", b"no caption member")
+    directory = tmp_path / "idx"
+    report = build_index([broken], directory, encoder=encoder, **FAST)
+    url = str(broken.resolve())
+    assert sorted(report.failed) == [f"{url}#aaa_noise", f"{url}#zzz_silent"]
+    assert "no caption" in report.failed[f"{url}#zzz_silent"] and f"{url}#aaa_noise" in str(report)
+    assert report.num_videos == 3 and not report.incomplete_shards  # the shard's 3 good videos
+    info = json.loads((directory / "index.json").read_text())
+    assert sorted(info["failed"]) == sorted(report.failed) and info["shards"][0]["complete"]
+    assert info["shards"][0]["samples"] == 5
+
+    # a shard cut inside a member: what precedes is indexed, the shard is read again by the next call
+    cut = tmp_path / "cut" / "shard-00001.tar"
+    cut.parent.mkdir()
+    whole = (shards / "wds" / "shard-00001.tar").read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    partial = build_index([cut], directory, encoder=encoder, **FAST)
+    assert partial.incomplete_shards == [str(cut.resolve())] and "INCOMPLETE" in str(partial)
+    assert [r.split(" member")[0] for v, r in partial.failed.items() if v.startswith(str(cut.resolve()))] in (
+        [["shard ends inside"], ["shard breaks off after"]]
+    ), partial.failed  # named by the shard (and the key of the member it ends in)
+    kept = partial.num_videos - 3
+    assert 0 < kept < 3
+    cut.write_bytes(whole)  # the download finished: read again, only the missing videos are encoded
+    repaired = build_index([cut], directory, encoder=encoder, **FAST)
+    assert repaired.added == 3 - kept and repaired.num_videos == 6 and not repaired.incomplete_shards
+    info = json.loads((directory / "index.json").read_text())
+    assert sorted(info["failed"]) == [f"{url}#aaa_noise", f"{url}#zzz_silent"]
+
+
+def test_datasets_holding_bytes_streamed_and_in_memory(search_assets, encoder, shards, from_files, tmp_path):
+    import datasets
+
+    expected = _by_id(from_files)
+    streamed = datasets.load_dataset(
+        "parquet", data_files=sorted(str(p) for p in (shards / "parquet").glob("*.parquet")), split="train",
+        streaming=True,
+    )  # fmt: skip
+    report = build_index(streamed, tmp_path / "streamed", encoder=encoder, **FAST)
+    index = VideoSearchIndex.open(tmp_path / "streamed")
+    assert report.input_shards == streamed.num_shards == 3 and sorted(expected) == sorted(index.metadata["video_id"])
+    for video_id, embedding in _by_id(index).items():
+        np.testing.assert_allclose(embedding, expected[video_id], atol=1e-5)
+
+    rows = [json.loads(line) for line in search_assets.manifest.read_text().splitlines() if SPLIT in line]
+    rows = [r for r in rows if r["split"] == SPLIT]
+    in_memory = datasets.Dataset.from_dict(
+        {
+            "video": [
+                {"bytes": (search_assets.manifest.parent / r["video"]).read_bytes(), "path": None} for r in rows
+            ],
+            "caption": [r["caption"] for r in rows],
+            "video_id": [r["video_id"] for r in rows],
+        }
+    ).cast_column("video", datasets.Video(decode=False))
+    report = build_index(in_memory, tmp_path / "memory", encoder=encoder, **FAST)
+    index = VideoSearchIndex.open(tmp_path / "memory")
+    assert report.num_videos == len(rows) and index.metadata[0]["video"] == f"dataset#{rows[0]['video_id']}"
+    for video_id, embedding in _by_id(index).items():
+        np.testing.assert_allclose(embedding, expected[video_id], atol=1e-5)
