@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from search_fixtures import FAST
 from shard_fixtures import add_member, caption_json
-from video_fixtures import write_video
 
+from peft_video.cli import main as cli_main
 from peft_video.data import load_manifest
 from peft_video.data.shard_writer import write_shards
 from peft_video.search import VideoSearchIndex, VideoTextEncoder, build_index
@@ -210,3 +210,129 @@ def test_datasets_holding_bytes_streamed_and_in_memory(search_assets, encoder, s
     assert report.num_videos == len(rows) and index.metadata[0]["video"] == f"dataset#{rows[0]['video_id']}"
     for video_id, embedding in _by_id(index).items():
         np.testing.assert_allclose(embedding, expected[video_id], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def split_folders(search_assets, tmp_path_factory):
+    """The whole world written by `peft-video shard` without --split: one folder of shards per split."""
+    root = tmp_path_factory.mktemp("split_shards") / "shards"
+    argv = ["shard", str(search_assets.manifest), "--out", str(root), "--max-shard-samples", "3", "--no-progress"]
+    assert cli_main(argv) == 0
+    return root
+
+
+def _index_argv(search_assets, source: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "index", str(source), "--split", SPLIT, "--out", str(out), "--adapter", str(search_assets.adapter),
+        "--batch-size", "2", "--timeout", "0", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cli_index(search_assets, split_folders, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "one"
+    assert cli_main(_index_argv(search_assets, split_folders, out, "--num-workers", "2")) == 0
+    return out
+
+
+def test_cli_indexes_a_shards_folder_and_searches_it(search_assets, split_folders, cli_index, from_files, capsys):
+    index = VideoSearchIndex.open(cli_index)
+    assert sorted(index.metadata["video_id"]) == sorted(search_assets.test_ids)
+    assert all(s["input_shard"].startswith(str(split_folders / SPLIT)) for s in index.info["shards"])
+    expected = _by_id(from_files)
+    for video_id, embedding in _by_id(index).items():  # 2 DataLoader workers, one input shard at a time each
+        np.testing.assert_allclose(embedding, expected[video_id], atol=1e-5)
+    caption = next(r["caption"] for r in search_assets.rows if r["split"] == SPLIT)
+    capsys.readouterr()
+    assert cli_main(["search", str(cli_index), caption, "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert [h["video_id"] for h in hits] == [h.video_id for h in from_files.search(caption, k=3)]
+    assert all(".tar#" in h["video"] for h in hits)
+    assert cli_main(["index", str(split_folders), "--out", str(cli_index.parent / "x")]) == 2  # which split?
+    assert "holds the shards of the splits ['test', 'train', 'val']" in capsys.readouterr().err
+
+
+def test_two_processes_build_the_same_index_as_one(search_assets, split_folders, cli_index, tmp_path):
+    import os
+    import shutil
+
+    out = tmp_path / "two"
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", "29533", "-m", "peft_video.cli",
+        *_index_argv(search_assets, split_folders, out),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    two, one = VideoSearchIndex.open(out), VideoSearchIndex.open(cli_index)
+    assert two.info["runs"][0]["num_processes"] == 2 and one.info["runs"][0]["num_processes"] == 1
+    assert two.metadata["video_id"] == one.metadata["video_id"]  # same order: input shard order, not process order
+    assert len(set(two.metadata["video_id"])) == len(two) == len(search_assets.test_ids)  # each video once
+    assert [s["name"] for s in two.info["shards"]] == [s["name"] for s in one.info["shards"]]
+    np.testing.assert_allclose(two.embeddings(), one.embeddings(), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["wds", "parquet"])
+def test_pictures_of_shard_hits_show_the_frames_read_from_the_shard(search_assets, encoder, shards, kind, tmp_path):
+    from peft_video.search.app import answer
+    from peft_video.search.gallery import contact_sheet, video_strip
+
+    build_index(shards / kind, tmp_path / "idx", encoder=encoder, **FAST)
+    index = VideoSearchIndex.open(tmp_path / "idx", encoder=encoder)
+    files = {r["video_id"]: search_assets.manifest.parent / r["video"] for r in search_assets.rows}
+    hits = index.search(index.metadata[4]["captions"][0], k=3)
+    for hit in hits:  # the very frames of the file the shard was written from
+        assert "#" in hit.video and not Path(hit.video).exists()
+        strip, original = video_strip(hit.video, frames=4, height=48), video_strip(files[hit.video_id], 4, 48)
+        np.testing.assert_array_equal(np.asarray(strip), np.asarray(original))
+    sheet = contact_sheet("q", hits, tmp_path / "sheet.png", frames=4, height=48)
+    of_files = contact_sheet("q", [{**vars(h), "video": str(files[h.video_id])} for h in hits], frames=4, height=48)
+    np.testing.assert_array_equal(np.asarray(sheet), np.asarray(of_files))  # the same picture
+    image, table, best = answer(index, hits[0].captions[0], 3)  # the web page's answer
+    assert image.height > 3 * 48 and f"`{hits[0].video_id}`" in table and best is None
+    gone = hits[0].video.replace(kind, "moved")
+    grey = np.asarray(video_strip(gone, frames=4, height=48).convert("RGB"))
+    assert (np.abs(grey.astype(int) - 200) < 3).all(axis=-1).mean() > 0.5  # a grey strip saying why, no exception
+
+
+def test_a_video_met_twice_is_indexed_once_with_its_captions(search_assets, encoder, shards, tmp_path, caplog):
+    import tarfile
+
+    members = _tar_samples(shards / "wds" / "shard-00000.tar")
+    ids = sorted({json.loads(data)["video_id"] for name, data in members if name.endswith(".json")})
+    video = {json.loads(data)["video_id"]: name.split(".")[0] for name, data in members if name.endswith(".json")}
+    payload = {name: data for name, data in members}
+    first, second = tmp_path / "a.tar", tmp_path / "b.tar"
+    with tarfile.open(first, "w") as tar:  # caption-per-row: a second row of ids[0] in the same shard ...
+        for name, data in members:
+            add_member(tar, name, data)
+        add_member(tar, "again.mp4", payload[f"{video[ids[0]]}.mp4"])
+        add_member(tar, "again.json", caption_json("one more caption", video_id=ids[0]))
+    with tarfile.open(second, "w") as tar:  # ... and a row of ids[1] in the next shard
+        add_member(tar, "later.mp4", payload[f"{video[ids[1]]}.mp4"])
+        add_member(tar, "later.json", caption_json("a later caption", video_id=ids[1]))
+    with caplog.at_level("WARNING"):
+        report = build_index([first, second], tmp_path / "idx", encoder=encoder, **FAST)
+    index = VideoSearchIndex.open(tmp_path / "idx")
+    assert report.num_videos == 3 and sorted(index.metadata["video_id"]) == ids  # each video once
+    assert index.metadata[index.row_of(ids[0])]["captions"][-1] == "one more caption"
+    assert [s["rows"] for s in index.info["shards"]] == [3, 0] and "already indexed are not added twice" in caplog.text
+
+
+def test_a_shard_that_cannot_be_opened_is_named_and_read_by_the_next_call(encoder, shards, tmp_path):
+    import shutil
+
+    missing = tmp_path / "later" / "shard-00001.tar"
+    sources = [shards / "wds" / "shard-00000.tar", missing]
+    report = build_index(sources, tmp_path / "idx", encoder=encoder, **FAST)
+    url = str(missing.resolve())
+    assert report.num_videos == 3 and report.incomplete_shards == [url]
+    assert list(report.failed) == [url] and report.failed[url].startswith("cannot open shard")
+    assert [s["rows"] for s in VideoSearchIndex.open(tmp_path / "idx").info["shards"]] == [3, 0]
+    missing.parent.mkdir()
+    shutil.copy(shards / "wds" / "shard-00001.tar", missing)
+    again = build_index(sources, tmp_path / "idx", encoder=encoder, **FAST)
+    assert again.added == 3 and again.input_shards == 1 and not again.incomplete_shards
+    assert not VideoSearchIndex.open(tmp_path / "idx").info["failed"]

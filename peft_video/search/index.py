@@ -156,7 +156,12 @@ def _write_shard(
     tmp = directory / SHARDS_DIR / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     with _quiet_datasets():
-        datasets.Dataset.from_dict(rows, features=_shard_features(dim)).save_to_disk(str(tmp))
+        # an empty shard (every video unreadable or already indexed) needs one Arrow file: with none, datasets 5.2
+        # writes a folder that load_from_disk cannot read (IndexError in concat_tables)
+        empty = not rows["video_id"]
+        datasets.Dataset.from_dict(rows, features=_shard_features(dim)).save_to_disk(
+            str(tmp), num_shards=1 if empty else None
+        )
     (tmp / FAILURES_FILE).write_text(json.dumps(failures, indent=1))
     if input_shard is not None:
         (tmp / INPUT_FILE).write_text(json.dumps(input_shard, indent=1))
@@ -453,14 +458,14 @@ def build_index(
     directory = Path(index_dir)
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
+    columns = {"caption_field": caption_field, "video_column": video_column, "key_column": key_column}
+    sharded = collect_shards(source, split=split, **columns) if is_shard_source(source, split=split) else None
+    videos = None if sharded is not None else _collect_files(source, split, caption_field, video_column)
     if encoder is None:
         encoder = VideoTextEncoder.load(adapter, base_model, num_frames=num_frames, device=state.device, dtype=dtype)
     info = read_index_info(directory) if (directory / INDEX_FILE).is_file() else None
     if info is not None:
         _check_identity(info["identity"], encoder.identity, f"index {directory}")
-    columns = {"caption_field": caption_field, "video_column": video_column, "key_column": key_column}
-    sharded = collect_shards(source, split=split, **columns) if is_shard_source(source, split=split) else None
-    videos = None if sharded is not None else _collect_files(source, split, caption_field, video_column)
     if isinstance(cache, str) and cache == "auto":
         from ..data.cache import manifest_frame_cache
 
