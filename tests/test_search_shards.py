@@ -152,7 +152,7 @@ def test_broken_samples_are_named_by_shard_and_key_and_the_rest_of_the_shard_ind
             add_member(tar, name, data)
         add_member(tar, "zzz_silent.mp4", b"no caption member")
     directory = tmp_path / "idx"
-    report = build_index([broken], directory, encoder=encoder, **FAST)
+    report = build_index([broken], directory, encoder=encoder, progress=False, decode_timeout=30)  # isolated helper
     url = str(broken.resolve())
     assert sorted(report.failed) == [f"{url}#aaa_noise", f"{url}#zzz_silent"]
     assert "no caption" in report.failed[f"{url}#zzz_silent"] and f"{url}#aaa_noise" in str(report)
@@ -290,8 +290,11 @@ def test_pictures_of_shard_hits_show_the_frames_read_from_the_shard(search_asset
     sheet = contact_sheet("q", hits, tmp_path / "sheet.png", frames=4, height=48)
     of_files = contact_sheet("q", [{**vars(h), "video": str(files[h.video_id])} for h in hits], frames=4, height=48)
     np.testing.assert_array_equal(np.asarray(sheet), np.asarray(of_files))  # the same picture
-    image, table, best = answer(index, hits[0].captions[0], 3)  # the web page's answer
-    assert image.height > 3 * 48 and f"`{hits[0].video_id}`" in table and best is None
+    image, table, best = answer(index, hits[0].captions[0], 3, tmp_path / "media")  # the web page's answer
+    top = index.search(hits[0].captions[0], k=1)[0]
+    assert image.height > 3 * 48 and f"`{hits[0].video_id}`" in table
+    assert Path(best).parent == tmp_path / "media" and Path(best).read_bytes() == files[top.video_id].read_bytes()
+    assert answer(index, hits[0].captions[0], 3)[2] is None  # no folder to play it from: frame strips only
     gone = hits[0].video.replace(kind, "moved")
     grey = np.asarray(video_strip(gone, frames=4, height=48).convert("RGB"))
     assert (np.abs(grey.astype(int) - 200) < 3).all(axis=-1).mean() > 0.5  # a grey strip saying why, no exception

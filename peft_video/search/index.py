@@ -10,7 +10,9 @@ Layout of an index folder:
   and one entry per build run. It is replaced atomically and is the only source of truth: a shard or FAISS file that
   it does not name is ignored.
 - `shards/<run>-<k>/`: one `datasets` dataset per shard (`Dataset.save_to_disk`: `video_id`, `video`, `duration`,
-  `captions`, `embedding`) and its `failures.json`; written to a temporary folder and renamed when complete.
+  `captions`, `embedding`) and its `failures.json`; written to a temporary folder and renamed when complete. From a
+  sharded source, one per input shard (`shards/<run>-<k>-<input shard's name>/`, with `input.json`: the input
+  shard's URL, its sample count, and whether it was read to its end).
 - `faiss-<generation>.index`: the FAISS index of every committed row, in shard order (FAISS id = row number).
 - `runs/<run>.json` while a build run is in progress: its plan (which videos go to which shard).
 
@@ -20,6 +22,13 @@ writes its own shards), and the shard contents do not depend on N, so 1 and 2 pr
 run is resumed by the same call: shards already written are not encoded again. A later call with more videos adds
 only the new ones (incremental); the embeddings of the videos already indexed are never recomputed. The index records
 who made its embeddings and refuses to mix in embeddings of another adapter, base model or sampling.
+
+From shards (`shard_sources.collect_shards`: a `peft-video shard` folder, WebDataset tars, Parquet files, a `datasets`
+dataset holding bytes) nothing is exploded to disk: the unit of work and of resumption is the input shard, decoded
+through the streamed evaluation chain (`StreamingVideoTextDataset.load`), input shard k encoded by process k mod N
+into its own index shard. `index.json` records each index shard's input shard and whether it was read whole, so a
+resumed run skips written shards and a later call encodes only input shards not indexed yet (a shard that ended
+early is read again, its videos already indexed skipped before decoding).
 """
 
 from __future__ import annotations
