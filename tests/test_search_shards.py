@@ -339,3 +339,21 @@ def test_a_shard_that_cannot_be_opened_is_named_and_read_by_the_next_call(encode
     again = build_index(sources, tmp_path / "idx", encoder=encoder, **FAST)
     assert again.added == 3 and again.input_shards == 1 and not again.incomplete_shards
     assert not VideoSearchIndex.open(tmp_path / "idx").info["failed"]
+
+
+def test_shards_over_http_are_indexed_and_drawn_from_their_url(search_assets, encoder, shards, from_files, tmp_path):
+    from shard_fixtures import http_server
+
+    from peft_video.search.gallery import video_strip
+
+    with http_server(shards) as url:
+        report = build_index(f"{url}/wds", tmp_path / "idx", encoder=encoder, **FAST)  # its shards.json, read remotely
+        index = VideoSearchIndex.open(tmp_path / "idx")
+        assert report.input_shards == 3 and index.metadata[0]["video"].startswith(f"{url}/wds/shard-00000.tar#")
+        expected = _by_id(from_files)
+        for video_id, embedding in _by_id(index).items():
+            np.testing.assert_allclose(embedding, expected[video_id], atol=1e-5)
+        files = {r["video_id"]: search_assets.manifest.parent / r["video"] for r in search_assets.rows}
+        first = index.metadata[-1]
+        strip = np.asarray(video_strip(first["video"], frames=3, height=32))
+    np.testing.assert_array_equal(strip, np.asarray(video_strip(files[first["video_id"]], frames=3, height=32)))
