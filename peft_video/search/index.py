@@ -468,7 +468,8 @@ def build_index(
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
     columns = {"caption_field": caption_field, "video_column": video_column, "key_column": key_column}
-    sharded = collect_shards(source, split=split, **columns) if is_shard_source(source, split=split) else None
+    is_sharded = is_shard_source(source, split=split, video_column=video_column)
+    sharded = collect_shards(source, split=split, **columns) if is_sharded else None
     videos = None if sharded is not None else _collect_files(source, split, caption_field, video_column)
     if encoder is None:
         encoder = VideoTextEncoder.load(adapter, base_model, num_frames=num_frames, device=state.device, dtype=dtype)
