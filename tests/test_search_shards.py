@@ -211,6 +211,15 @@ def test_datasets_holding_bytes_streamed_and_in_memory(search_assets, encoder, s
     for video_id, embedding in _by_id(index).items():
         np.testing.assert_allclose(embedding, expected[video_id], atol=1e-5)
 
+    tars = sorted(str(p) for p in (shards / "wds").glob("*.tar"))  # datasets' own WebDataset builder, streamed
+    builder = datasets.load_dataset("webdataset", data_files=tars, split="train", streaming=True)
+    report = build_index(builder, tmp_path / "builder", encoder=encoder, **FAST)
+    index = VideoSearchIndex.open(tmp_path / "builder")
+    assert report.input_shards == 3 and sorted(index.metadata["video_id"]) == sorted(expected)
+    for video_id, embedding in _by_id(index).items():
+        np.testing.assert_allclose(embedding, expected[video_id], atol=1e-5)
+    assert index.metadata[0]["video"].split("#")[0] in tars  # `__url__#__key__`: pictures read it from the tar
+
 
 @pytest.fixture(scope="module")
 def split_folders(search_assets, tmp_path_factory):
