@@ -184,7 +184,7 @@ def _index(args: argparse.Namespace) -> int:
         print(f"rebuilt {args.out / info['faiss_file']}: FAISS {info['factory']} over {info['num_videos']} videos")
         return 0
     if args.source is None:
-        raise ValueError("give the SOURCE to index (a manifest, a folder of videos), or --rebuild-faiss")
+        raise ValueError("give the SOURCE to index (a manifest, a folder of videos, shards), or --rebuild-faiss")
     sampling = {
         k: getattr(args, k)
         for k in ("frame_sampling", "sampling_fps", "frame_chunk_size", "short_video_policy")
@@ -207,6 +207,7 @@ def _index(args: argparse.Namespace) -> int:
         num_frames=args.num_frames or 12, dtype=args.dtype, factory=args.factory, search_params=args.search_params,
         split=args.split, shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
         cache=cache, decode_timeout=args.timeout or None, backend=args.backend, progress=not args.no_progress,
+        caption_field=args.caption_field, video_column=args.video_column, key_column=args.key_column,
     )  # fmt: skip
     from peft_video.search.index import process_state
 
@@ -280,7 +281,9 @@ def _search_commands(commands) -> None:
         help="encode videos with an adapter (or zero-shot) into a searchable index (resumable, incremental; "
         "works under `accelerate launch`)",
     )
-    index.add_argument("source", nargs="?", help="manifest (.csv/.tsv/.jsonl) or folder of videos")
+    index.add_argument("source", nargs="?", help="manifest (.csv/.tsv/.jsonl), folder of videos, folder of shards "
+                       "written by `peft-video shard` (or its URL), or WebDataset .tar / Parquet shards: files, a "
+                       "quoted glob or brace range (shard-{00000..00099}.tar), local or fsspec URLs")  # fmt: skip
     index.add_argument("--out", type=Path, required=True, help="index folder (created, or extended when it exists)")
     index.add_argument("--adapter", default=None, help="adapter folder or Hub id (default: zero-shot --base-model)")
     index.add_argument("--base-model", default=None, help="base CLIPModel (default: the adapter config's)")
@@ -289,11 +292,20 @@ def _search_commands(commands) -> None:
     index.add_argument("--sampling-fps", type=float, default=None)
     index.add_argument("--frame-chunk-size", type=int, default=None)
     index.add_argument("--short-video-policy", choices=SHORT_VIDEO_POLICIES, default=None)
-    index.add_argument("--split", default=None, help="only rows of this manifest split")
+    index.add_argument("--split", default=None, help="only rows of this manifest split; for a shards folder with "
+                       "one folder per split, that split's folder")  # fmt: skip
+    index.add_argument("--caption-field", default=None, help="shards: the WebDataset caption field (auto, txt, "
+                       "txt:lines, json:FIELD) or the Parquet caption column (default: shards.json's, else auto / "
+                       "captions)")  # fmt: skip
+    index.add_argument("--video-column", default=None, help="Parquet shards: the column holding the video bytes "
+                       "(default video)")  # fmt: skip
+    index.add_argument("--key-column", default=None, help="Parquet shards: the column naming each sample (default "
+                       "key)")  # fmt: skip
     index.add_argument("--factory", default="auto", help="FAISS index: auto (exact, IVF above 50k), Flat, or a "
                        "faiss.index_factory string such as IVF4096,Flat or HNSW32,Flat")  # fmt: skip
     index.add_argument("--search-params", default=None, help="FAISS search settings, e.g. nprobe=64 or efSearch=128")
-    index.add_argument("--shard-size", type=int, default=1024, help="videos per shard (unit of resumption)")
+    index.add_argument("--shard-size", type=int, default=1024, help="files: videos per index shard (unit of "
+                       "resumption); shards are indexed one index shard per input shard")  # fmt: skip
     index.add_argument("--batch-size", type=int, default=16)
     index.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per process")
     index.add_argument("--cache", default="auto", help="frame cache folder, 'auto' (beside the manifest) or 'none'")

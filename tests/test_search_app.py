@@ -47,16 +47,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def world_index(tmp_path_factory):
-    """The offline world's test split indexed with the committed tiny CLIP (zero-shot: it knows still frames)."""
+@pytest.fixture(scope="module", params=["files", "shards"])
+def world_index(request, tmp_path_factory):
+    """The offline world's test split indexed with the committed tiny CLIP (zero-shot: it knows still frames), from
+    its files or from WebDataset shards written from them (hits named `<shard>#<key>`)."""
+    from peft_video.data import load_manifest, write_shards
     from peft_video.search import build_index
     from peft_video.synthetic import TINY_CLIP_PATH, WorldConfig, write_world
 
     root = tmp_path_factory.mktemp("app")
     manifest = write_world(root / "world", num_train=2, num_val=2, num_test=24, config=WorldConfig(num_frames=8))
+    source = manifest
+    if request.param == "shards":
+        source = root / "shards"
+        write_shards(load_manifest(manifest, split="test"), source, max_shard_samples=8)
     build_index(
-        manifest, root / "index", base_model=TINY_CLIP_PATH, num_frames=8, split="test", decode_timeout=None,
+        source, root / "index", base_model=TINY_CLIP_PATH, num_frames=8, split="test", decode_timeout=None,
         progress=False,
     )  # fmt: skip
     return root / "index"
@@ -80,7 +86,8 @@ def test_the_page_finds_a_caption_s_own_video_in_a_real_browser(world_index):
     port = _free_port()
     demo = launch_app(world_index, port=port, prevent_thread_lock=True, quiet=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "search_app.png"
+    shards = ".tar#" in index.metadata[0]["video"]
+    screenshot = ARTIFACTS / ("search_app_shards.png" if shards else "search_app.png")
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -94,6 +101,7 @@ def test_the_page_finds_a_caption_s_own_video_in_a_real_browser(world_index):
                 first_row.wait_for(timeout=60_000)
                 cells = first_row.locator("td").all_inner_texts()
                 page.locator("#strips img").wait_for(timeout=30_000)
+                page.locator("#best video").wait_for(timeout=30_000)  # played from a copy when it lives in a shard
                 page.screenshot(path=str(screenshot), full_page=True)
             finally:
                 browser.close()

@@ -9,7 +9,10 @@ Queries are encoded with the index's own adapter, as `peft-video search` does.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +31,10 @@ def _import_gradio():
     return gradio
 
 
-def answer(index: Any, query: str, k: int) -> tuple[Any, str, str | None]:
+def answer(index: Any, query: str, k: int, media_dir: str | os.PathLike | None = None) -> tuple[Any, str, str | None]:
     """(a contact sheet of the hits: frame strips with rank and score, a Markdown table of the hits, the best hit's
-    video when a browser can play it) for `query`; raises ValueError for an empty query."""
+    video when a browser can play it) for `query`; raises ValueError for an empty query. A best hit that lives in a
+    shard (`<shard>#<key>`) is played from a copy of its bytes written to `media_dir` (none without one)."""
     from .gallery import contact_sheet
 
     hits = index.search(query, k=int(k))
@@ -44,7 +48,32 @@ def answer(index: Any, query: str, k: int) -> tuple[Any, str, str | None]:
     if truth:
         rows.append("\n✓ the query is one of this video's captions")
     best = hits[0].video if hits and Path(hits[0].video).suffix.lower() in PLAYABLE else None
+    if hits and best is None and media_dir is not None:
+        best = _playable_copy(hits[0].video, Path(media_dir))
     return sheet, "\n".join(rows), best
+
+
+def _playable_copy(video: str, media_dir: Path) -> str | None:
+    """A file with the bytes of a shard sample, when its container is one a browser plays (MP4 or WebM, sniffed:
+    a shard member's name does not travel with the index); None otherwise."""
+    import hashlib
+
+    from .shard_sources import shard_member_bytes, split_sample_name
+
+    if not split_sample_name(video):
+        return None
+    try:
+        data = shard_member_bytes(video)
+    except (LookupError, OSError):
+        return None
+    extension = "mp4" if data[4:8] == b"ftyp" else "webm" if data[:4] == b"\x1a\x45\xdf\xa3" else None
+    if extension is None:
+        return None
+    path = media_dir / f"{hashlib.sha1(video.encode()).hexdigest()[:16]}.{extension}"
+    if not path.is_file():
+        media_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return str(path)
 
 
 def build_app(index: Any, k: int = 8):
@@ -57,9 +86,12 @@ def build_app(index: Any, k: int = 8):
     identity = index.identity
     model = f"adapter `{identity['adapter']}`" if identity["adapter"] else "zero-shot (no adapter)"
 
+    media = Path(tempfile.mkdtemp(prefix="peft-video-app-"))  # best hits that live in shards, played from here
+    atexit.register(shutil.rmtree, media, True)
+
     def run(query: str, top_k: float):
         try:
-            return answer(index, query, int(top_k))
+            return answer(index, query, int(top_k), media)
         except ValueError as err:
             raise gr.Error(str(err)) from err
 
@@ -81,13 +113,14 @@ def build_app(index: Any, k: int = 8):
                 video = gr.Video(label="Best hit", elem_id="best", interactive=False)
         for event in (button.click, query.submit):
             event(run, [query, top_k], [strips, table, video])
-    demo.peft_video_allowed_paths = _video_roots(index)
+    demo.peft_video_allowed_paths = _video_roots(index) + [str(media)]
     return demo
 
 
 def _video_roots(index: Any) -> list[str]:
-    """Folders the page may serve videos from (Gradio serves only files under allowed paths)."""
-    folders = sorted({os.path.dirname(v) for v in index.metadata["video"]})
+    """Folders the page may serve videos from (Gradio serves only files under allowed paths): those of the indexed
+    files (not the shards of shard samples, which are served from copies)."""
+    folders = sorted({os.path.dirname(v) for v in index.metadata["video"] if "#" not in v or os.path.exists(v)})
     try:
         return [os.path.commonpath(folders)] if folders else []
     except ValueError:  # different drives (Windows)

@@ -6,7 +6,9 @@ the left, frames sampled across the video to the right; the ground-truth video, 
     worst_queries_gallery(encode_split(...), data["caption"], "worst.png")   # the worst-ranked captions of a split
 
 Frames are decoded through `peft_video.data.decode_frames` (the same decoder chain as training) at evenly spaced
-positions; a video that cannot be read gets a grey strip saying so instead of failing the picture.
+positions, from a file or, for an index built from shards, from the bytes of the `<shard>#<key>` sample read back
+from its WebDataset or Parquet shard; a video that cannot be read gets a grey strip saying so instead of failing the
+picture.
 """
 
 from __future__ import annotations
@@ -44,20 +46,26 @@ def _font(size: int):
 
 def video_strip(video: str | os.PathLike, frames: int = 6, height: int = 96, backend: str = "auto"):
     """`frames` frames sampled evenly across `video`, side by side at `height` pixels (a PIL image); a grey strip
-    naming the problem when the video cannot be decoded."""
-    from PIL import Image, ImageDraw
+    naming the problem when the video cannot be decoded. `video` is a file, or a sample of a WebDataset / Parquet
+    shard named `<shard>#<key>` (as an index built from shards names it), whose bytes are read from that shard."""
+    from PIL import Image
 
-    from ..data import FrameSampling, VideoDecodeError, decode_frames
+    from ..data import FrameSampling, VideoBytes, VideoDecodeError, decode_frames
+    from .shard_sources import shard_member_bytes, split_sample_name
 
+    source: str | os.PathLike | VideoBytes = video
     try:
+        if "#" in str(video) and not os.path.exists(video):
+            if not split_sample_name(str(video)):  # e.g. `dataset#key` of an in-memory `datasets.Dataset`
+                return _placeholder(f"{video}: its bytes live in a datasets dataset, not in a file", frames, height)
+            source = VideoBytes(shard_member_bytes(str(video)), str(video))
         decoded = decode_frames(
-            video, FrameSampling(num_frames=frames, short_video_policy="repeat"), backend=backend
+            source, FrameSampling(num_frames=frames, short_video_policy="repeat"), backend=backend
         ).frames.numpy()
     except VideoDecodeError as err:
-        strip = Image.new("RGB", (frames * height, height), PLACEHOLDER)
-        text = textwrap.shorten(f"unreadable: {err.reason}", width=max(20, frames * height // 8))
-        ImageDraw.Draw(strip).text((8, height // 2 - 8), text, fill=TEXT, font=_font(13))
-        return strip
+        return _placeholder(f"unreadable: {err.reason}", frames, height)
+    except (LookupError, OSError) as err:  # the shard is gone, unreachable, or no longer holds the sample
+        return _placeholder(f"not read from its shard: {err}", frames, height)
     source_h, source_w = decoded.shape[1:3]
     width = max(1, round(source_w * height / source_h))
     # small videos are enlarged with NEAREST (crisp pixels), large ones shrunk with LANCZOS
@@ -66,6 +74,16 @@ def video_strip(video: str | os.PathLike, frames: int = 6, height: int = 96, bac
     strip = Image.new("RGB", (width * len(tiles) + 2 * (len(tiles) - 1), height), BACKGROUND)
     for position, tile in enumerate(tiles):
         strip.paste(tile, (position * (width + 2), 0))
+    return strip
+
+
+def _placeholder(text: str, frames: int, height: int):
+    """A grey strip of a video's size saying why its frames are not shown."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (frames * height, height), PLACEHOLDER)
+    text = textwrap.shorten(text, width=max(20, frames * height // 8))
+    ImageDraw.Draw(strip).text((8, height // 2 - 8), text, fill=TEXT, font=_font(13))
     return strip
 
 

@@ -10,7 +10,9 @@ Layout of an index folder:
   and one entry per build run. It is replaced atomically and is the only source of truth: a shard or FAISS file that
   it does not name is ignored.
 - `shards/<run>-<k>/`: one `datasets` dataset per shard (`Dataset.save_to_disk`: `video_id`, `video`, `duration`,
-  `captions`, `embedding`) and its `failures.json`; written to a temporary folder and renamed when complete.
+  `captions`, `embedding`) and its `failures.json`; written to a temporary folder and renamed when complete. From a
+  sharded source, one per input shard (`shards/<run>-<k>-<input shard's name>/`, with `input.json`: the input
+  shard's URL, its sample count, and whether it was read to its end).
 - `faiss-<generation>.index`: the FAISS index of every committed row, in shard order (FAISS id = row number).
 - `runs/<run>.json` while a build run is in progress: its plan (which videos go to which shard).
 
@@ -20,6 +22,13 @@ writes its own shards), and the shard contents do not depend on N, so 1 and 2 pr
 run is resumed by the same call: shards already written are not encoded again. A later call with more videos adds
 only the new ones (incremental); the embeddings of the videos already indexed are never recomputed. The index records
 who made its embeddings and refuses to mix in embeddings of another adapter, base model or sampling.
+
+From shards (`shard_sources.collect_shards`: a `peft-video shard` folder, WebDataset tars, Parquet files, a `datasets`
+dataset holding bytes) nothing is exploded to disk: the unit of work and of resumption is the input shard, decoded
+through the streamed evaluation chain (`StreamingVideoTextDataset.load`), input shard k encoded by process k mod N
+into its own index shard. `index.json` records each index shard's input shard and whether it was read whole, so a
+resumed run skips written shards and a later call encodes only input shards not indexed yet (a shard that ended
+early is read again, its videos already indexed skipped before decoding).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import torch
 
 from . import ann
 from .encoder import VideoTextEncoder, identity_differences
+from .shard_sources import ShardSource, collect_shards, index_shard_name, is_shard_source
 from .sources import VideoRecord, collect_videos
 
 logger = logging.getLogger(__name__)
@@ -50,6 +60,7 @@ INDEX_FILE = "index.json"
 SHARDS_DIR = "shards"
 RUNS_DIR = "runs"
 FAILURES_FILE = "failures.json"
+INPUT_FILE = "input.json"
 DEFAULT_SHARD_SIZE = 1024
 
 
@@ -138,16 +149,38 @@ def _load_shard(directory: Path, name: str):
         raise IndexCorruptError(f"shard {path} cannot be read ({type(err).__name__}: {err})") from err
 
 
-def _write_shard(directory: Path, name: str, rows: dict[str, list], failures: list[dict[str, str]], dim: int) -> None:
+def _write_shard(
+    directory: Path,
+    name: str,
+    rows: dict[str, list],
+    failures: list[dict[str, str]],
+    dim: int,
+    input_shard: dict[str, Any] | None = None,
+) -> None:
+    """Write an index shard (and, for one made from an input shard, `input.json`: which one, how many samples, and
+    whether it was read to its end)."""
     import datasets
 
     final = directory / SHARDS_DIR / name
     tmp = directory / SHARDS_DIR / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     with _quiet_datasets():
-        datasets.Dataset.from_dict(rows, features=_shard_features(dim)).save_to_disk(str(tmp))
+        # an empty shard (every video unreadable or already indexed) needs one Arrow file: with none, datasets 5.2
+        # writes a folder that load_from_disk cannot read (IndexError in concat_tables)
+        empty = not rows["video_id"]
+        datasets.Dataset.from_dict(rows, features=_shard_features(dim)).save_to_disk(
+            str(tmp), num_shards=1 if empty else None
+        )
     (tmp / FAILURES_FILE).write_text(json.dumps(failures, indent=1))
-    os.replace(tmp, final)
+    if input_shard is not None:
+        (tmp / INPUT_FILE).write_text(json.dumps(input_shard, indent=1))
+    if final.is_dir():  # a shard rewritten at commit (duplicates dropped): a directory is not replaced in one step
+        stale = directory / SHARDS_DIR / f".old-{name}-{os.getpid()}"
+        os.replace(final, stale)
+        os.replace(tmp, final)
+        shutil.rmtree(stale)
+    else:
+        os.replace(tmp, final)
 
 
 @contextlib.contextmanager
@@ -273,6 +306,73 @@ def _empty_rows() -> dict[str, list]:
     return {"video_id": [], "video": [], "duration": [], "captions": [], "embedding": []}
 
 
+def _encode_input_shards(
+    encoder: VideoTextEncoder,
+    source: ShardSource,
+    shards: list[tuple[int, str]],
+    directory: Path,
+    *,
+    skip_ids: set[str],
+    batch_size: int,
+    num_workers: int,
+    decode_timeout: float | None,
+    backend: str,
+    progress: bool,
+    on_shard_written: Callable[[str], None] | None,
+) -> None:
+    """Encode input shards ((position in `source`, index shard name)) through the streamed evaluation chain
+    (`StreamingVideoTextDataset.load`: the same decoding, sampling and preprocessing as files), DataLoader worker w
+    of n reading whole input shards w::n, and write each index shard when its input shard has been read to the end."""
+    from tqdm.auto import tqdm
+
+    from ..data import StreamingVideoTextDataset
+    from .shard_sources import InputShardStream, collate_entries
+
+    if not shards:
+        return
+    decoder = StreamingVideoTextDataset(
+        source.samples, encoder.processor.sampling, encoder.processor.transform, train=False, shuffle_buffer=0,
+        rank=0, world_size=1, backend=backend, on_error="skip", decode_timeout=decode_timeout,
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        InputShardStream(source, shards, decoder, skip_ids),
+        batch_size=batch_size,
+        num_workers=min(num_workers, len(shards)),
+        collate_fn=collate_entries,
+    )
+    inputs = {name: source.inputs[position] for position, name in shards}
+    dim = encoder.identity["embedding_dim"]
+    buffers: dict[str, dict[str, list]] = {}
+    rows_of: dict[str, dict[str, int]] = {}
+    failures: dict[str, list[dict[str, str]]] = {}
+    bar = tqdm(total=len(shards), desc="encoding shards", unit="shard", disable=not progress)
+    for batch in loader:
+        embeddings = encoder.encode_pixels(batch["pixel_values"], batch["video_mask"]) if batch["batch_size"] else None
+        for name, kind, payload in batch["entries"]:
+            rows = buffers.setdefault(name, _empty_rows())
+            if kind == "sample":
+                rows_of.setdefault(name, {})[batch["video_id"][payload]] = len(rows["video_id"])
+                rows["video_id"].append(batch["video_id"][payload])
+                rows["video"].append(batch["video"][payload])
+                rows["duration"].append(float(batch["duration"][payload]))
+                rows["captions"].append(list(batch["captions"][payload]))
+                rows["embedding"].append(embeddings[payload])
+            elif kind == "failed":
+                failures.setdefault(name, []).append(payload)
+            elif kind == "captions":  # another row of a video of this shard (a caption-per-row source)
+                row = rows_of.get(name, {}).get(payload.video_id)
+                if row is not None:
+                    rows["captions"][row] += [c for c in payload.captions if c not in rows["captions"][row]]
+            else:
+                record = {"input_shard": inputs[name], "samples": payload.samples, "complete": payload.complete}
+                _write_shard(directory, name, buffers.pop(name), failures.pop(name, []), dim, record)
+                rows_of.pop(name, None)
+                if on_shard_written is not None:
+                    on_shard_written(name)
+                bar.update(1)
+    bar.close()
+
+
 # -------------------------------------------------------------------------------------------------------- building
 def process_state():
     """Accelerate's `PartialState` (rank, world size, device, barriers) of this process, honouring
@@ -295,14 +395,19 @@ class BuildReport:
     resumed_shards: int = 0
     factory: str = ""
     seconds: float = 0.0
+    input_shards: int = 0
+    incomplete_shards: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [
             f"index {self.index_dir}: {self.num_videos} videos ({self.added} added, {self.already_indexed} already "
             f"indexed, {len(self.failed)} unreadable), FAISS {self.factory}, {self.seconds:.1f} s"
         ]
+        if self.input_shards:
+            lines.append(f"{self.input_shards} input shards indexed")
         if self.resumed_shards:
             lines.append(f"resumed an interrupted run: {self.resumed_shards} shards already written were kept")
+        lines += [f"  INCOMPLETE {shard}: read again by the next call" for shard in self.incomplete_shards]
         lines += [f"  UNREADABLE {video}: {reason}" for video, reason in sorted(self.failed.items())]
         return "\n".join(lines)
 
@@ -327,11 +432,19 @@ def build_index(
     backend: str = "auto",
     progress: bool = True,
     on_shard_written: Callable[[str], None] | None = None,
+    caption_field: str | None = None,
+    video_column: str | None = None,
+    key_column: str | None = None,
 ) -> BuildReport:
     """Encode the videos of `source` that `index_dir` does not hold yet and add them to it (creating it if needed).
 
     Args:
-        source: A manifest, a folder of videos, a `datasets.Dataset` or a list of paths (`collect_videos`).
+        source: Files: a manifest, a folder of videos, a `datasets.Dataset` of paths or a list of paths
+            (`collect_videos`). Shards (`collect_shards`): a folder written by `peft-video shard` (`split` picks
+            the split's folder), WebDataset tars or Parquet files (list, brace range or glob; local or fsspec URLs),
+            a `datasets.IterableDataset`, or a `datasets.Dataset` whose video column holds bytes. Shards are
+            indexed one index shard per input shard (the unit of work and of resumption); an indexed sample's
+            `video` is `<shard url>#<key>`.
         index_dir: The index folder.
         encoder: A loaded `VideoTextEncoder`; otherwise one is loaded from `adapter` / `base_model` (zero-shot with
             `num_frames` when there is no adapter), in `dtype`.
@@ -342,6 +455,9 @@ def build_index(
             beside a manifest source when it matches; None decodes every video.
         decode_timeout: Seconds per video in an isolated helper process (None: decode in-process).
         on_shard_written: Called with each shard's name once it is on disk (progress reporting, tests).
+        caption_field: Shards: the WebDataset caption field (`"auto"`, `"txt"`, `"json:FIELD"`...) or the Parquet /
+            `datasets` caption column (default: `shards.json`'s, else auto / captions / caption). `video_column`,
+            `key_column`: the Parquet / `datasets` columns holding the video and the sample's key.
 
     Under `accelerate launch` every process encodes its share of the shards; the main process commits. Unreadable
     videos are skipped, listed in the report and in `index.json`, and retried by the next call.
@@ -351,18 +467,21 @@ def build_index(
     directory = Path(index_dir)
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
+    columns = {"caption_field": caption_field, "video_column": video_column, "key_column": key_column}
+    is_sharded = is_shard_source(source, split=split, video_column=video_column)
+    sharded = collect_shards(source, split=split, **columns) if is_sharded else None
+    videos = None if sharded is not None else _collect_files(source, split, caption_field, video_column)
     if encoder is None:
         encoder = VideoTextEncoder.load(adapter, base_model, num_frames=num_frames, device=state.device, dtype=dtype)
     info = read_index_info(directory) if (directory / INDEX_FILE).is_file() else None
     if info is not None:
         _check_identity(info["identity"], encoder.identity, f"index {directory}")
-    videos = collect_videos(source, split=split)
     if isinstance(cache, str) and cache == "auto":
         from ..data.cache import manifest_frame_cache
 
-        cache = manifest_frame_cache(videos.manifest, encoder.processor.sampling) if videos.manifest else None
+        manifest = videos.manifest if videos is not None else None
+        cache = manifest_frame_cache(manifest, encoder.processor.sampling) if manifest else None
     options = dict(
-        cache=cache,
         batch_size=batch_size,
         num_workers=num_workers,
         decode_timeout=decode_timeout,
@@ -370,10 +489,15 @@ def build_index(
         progress=progress and state.is_main_process,
         on_shard_written=on_shard_written,
     )
-    indexed_before = _indexed_ids(directory, info)
-    already = sum(r.video_id in indexed_before for r in videos.records)
-    resumed = added = 0
+    if sharded is None:
+        indexed_before = _indexed_ids(directory, info)
+        already = sum(r.video_id in indexed_before for r in videos.records)
+    else:
+        done_inputs = _indexed_inputs(info)
+        already = sum(s["rows"] for s in (info["shards"] if info else []) if s.get("input_shard") in done_inputs)
+    resumed = added = inputs_done = 0
     failed: dict[str, str] = {}
+    incomplete: list[str] = []
     while True:  # an interrupted run first (if there is one), then the source's videos not indexed yet
         state.wait_for_everyone()
         plan = _read_plan(directory)
@@ -382,30 +506,48 @@ def build_index(
         if resuming:
             _check_identity(plan["identity"], encoder.identity, f"the interrupted build run in {directory}")
         else:
-            indexed = _indexed_ids(directory, info)
-            pending = [r for r in videos.records if r.video_id not in indexed]
+            if sharded is None:
+                indexed = _indexed_ids(directory, info)
+                pending = [r for r in videos.records if r.video_id not in indexed]
+            else:
+                indexed_inputs = _indexed_inputs(info)
+                pending = [url for url in sharded.inputs if url not in indexed_inputs]
             if not pending:
                 break
             if state.is_main_process:
-                _write_plan(directory, info, encoder.identity, pending, shard_size, videos.description)
+                if sharded is None:
+                    _write_plan(directory, info, encoder.identity, pending, shard_size, videos.description)
+                else:
+                    _write_shards_plan(directory, info, encoder.identity, pending, sharded)
             state.wait_for_everyone()
             plan = _read_plan(directory)
-        shards = [(s["name"], [VideoRecord(v[0], v[1], tuple(v[2])) for v in s["videos"]]) for s in plan["shards"]]
-        written = {name for name, _ in shards if (directory / SHARDS_DIR / name).is_dir()}
-        resumed += len(written)
-        mine = [s for k, s in enumerate(shards) if k % state.num_processes == state.process_index]
-        _encode_shards(encoder, [s for s in mine if s[0] not in written], directory, **options)
+        names = [s["name"] for s in plan["shards"]]
+        written = {name for name in names if (directory / SHARDS_DIR / name).is_dir()}
+        resumed += len(written) if resuming else 0
+        mine = [k for k in range(len(names)) if k % state.num_processes == state.process_index]
+        mine = [k for k in mine if names[k] not in written]
+        if "input" in (plan["shards"][0] if plan["shards"] else {}):  # a run over input shards
+            positions = _input_positions(plan, sharded, directory)
+            work = [(positions[plan["shards"][k]["input"]], names[k]) for k in mine]
+            skip = _indexed_ids(directory, read_index_info(directory) if (directory / INDEX_FILE).is_file() else None)
+            _encode_input_shards(encoder, sharded, work, directory, skip_ids=skip, **options)
+        else:
+            shards = [(s["name"], [VideoRecord(v[0], v[1], tuple(v[2])) for v in s["videos"]]) for s in plan["shards"]]
+            _encode_shards(encoder, [shards[k] for k in mine], directory, cache=cache, **options)
         state.wait_for_everyone()
         if state.is_main_process:
             summary = _commit(directory, plan, factory, search_params, state.num_processes)
             added += summary["added"]
             failed.update(summary["failed"])
+            inputs_done += summary["input_shards"]
+            incomplete += summary["incomplete"]
         state.wait_for_everyone()
         info = read_index_info(directory)
         if not resuming:
             break
     if info is None:  # an empty source into a new folder
-        raise ValueError(f"nothing to index: {videos.description} holds no videos")
+        described = sharded.description if sharded is not None else videos.description
+        raise ValueError(f"nothing to index: {described} holds no videos")
     return BuildReport(
         directory,
         info["num_videos"],
@@ -415,7 +557,31 @@ def build_index(
         resumed,
         info["factory"],
         time.perf_counter() - started,
+        inputs_done,
+        incomplete,
     )
+
+
+def _collect_files(source: Any, split: str | None, caption_field: str | None, video_column: str | None):
+    columns = {"caption_column": caption_field, "video_column": video_column}
+    return collect_videos(source, split=split, **{k: v for k, v in columns.items() if v is not None})
+
+
+def _indexed_inputs(info: dict[str, Any] | None) -> set[str]:
+    """Input shards whose every sample is in the index (a shard that ended early is read again)."""
+    return {s["input_shard"] for s in (info["shards"] if info else []) if s.get("input_shard") and s.get("complete")}
+
+
+def _input_positions(plan: dict[str, Any], source: ShardSource | None, directory: Path) -> dict[str, int]:
+    """Where each input shard of a (possibly interrupted) run is in the source given now."""
+    positions = {url: k for k, url in enumerate(source.inputs)} if source is not None else {}
+    missing = [s["input"] for s in plan["shards"] if s["input"] not in positions]
+    if missing:
+        raise ValueError(
+            f"the build run {plan['run']} in {directory} indexes input shards of {plan.get('source', '?')} that "
+            f"this source does not hold ({missing[:3]}...); run the command that started it again to finish it"
+        )
+    return positions
 
 
 def _indexed_ids(directory: Path, info: dict[str, Any] | None) -> set[str]:
@@ -454,6 +620,42 @@ def _write_plan(directory, info, identity, pending: list[VideoRecord], shard_siz
     _write_json(directory / RUNS_DIR / f"{run}.json", plan)
 
 
+def _write_shards_plan(directory, info, identity, pending: list[str], source: ShardSource) -> None:
+    run = f"run{len(info['runs']) + 1 if info else 1:04d}"
+    (directory / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    (directory / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    shards = [{"name": index_shard_name(run, k, url), "input": url} for k, url in enumerate(pending)]
+    plan = {"run": run, "identity": identity, "source": source.description, "reader": source.reader, "shards": shards}
+    _write_json(directory / RUNS_DIR / f"{run}.json", plan)
+
+
+def _drop_indexed_twice(directory: Path, names: list[str], shards: list, seen: set[str], dim: int) -> list:
+    """Rows of new index shards whose `video_id` is already in the index or in an earlier new shard (a video whose
+    rows straddle two input shards) are dropped, the first one kept; the shard is rewritten without them."""
+    kept = []
+    for name, shard in zip(names, shards):
+        ids = shard["video_id"]
+        keep, dropped = [], set()
+        for row, video_id in enumerate(ids):
+            if video_id in seen:
+                dropped.add(video_id)
+            else:
+                keep.append(row)
+                seen.add(video_id)
+        if dropped:
+            dropped = sorted(dropped)
+            logger.warning(
+                "shard %s: %d video(s) already indexed are not added twice: %s", name, len(dropped), dropped
+            )
+            path = directory / SHARDS_DIR / name
+            rows = shard.select(keep).to_dict()
+            failures = json.loads((path / FAILURES_FILE).read_text())
+            _write_shard(directory, name, rows, failures, dim, json.loads((path / INPUT_FILE).read_text()))
+            shard = _load_shard(directory, name)
+        kept.append(shard)
+    return kept
+
+
 def _commit(directory: Path, plan: dict[str, Any], factory: str, search_params: str | None, processes: int):
     """Add a finished run's shards to the index: new FAISS file, then `index.json` (atomic), then drop the plan."""
     import datasets
@@ -463,6 +665,15 @@ def _commit(directory: Path, plan: dict[str, Any], factory: str, search_params: 
     committed = [s["name"] for s in info["shards"]] if info else []
     new_names = [s["name"] for s in plan["shards"] if s["name"] not in committed]
     new_shards = [_load_shard(directory, name) for name in new_names]
+    inputs = {
+        name: json.loads(path.read_text())
+        for name in new_names
+        if (path := directory / SHARDS_DIR / name / INPUT_FILE).is_file()
+    }
+    if inputs:
+        new_shards = _drop_indexed_twice(
+            directory, new_names, new_shards, _indexed_ids(directory, info), identity["embedding_dim"]
+        )
     failures: dict[str, dict[str, str]] = dict(info["failed"]) if info else {}
     for name in new_names:
         for failure in json.loads((directory / SHARDS_DIR / name / FAILURES_FILE).read_text()):
@@ -471,6 +682,9 @@ def _commit(directory: Path, plan: dict[str, Any], factory: str, search_params: 
     for shard in new_shards:  # a video indexed now is no longer a failure
         for video in shard["video"]:
             failures.pop(video, None)
+    for record in inputs.values():  # nor is a shard read to its end now
+        if record["complete"]:
+            failures.pop(record["input_shard"], None)
     total = (info["num_videos"] if info else 0) + new_rows
     wanted, wanted_params = _factory_for(factory, search_params, total, info)
     generation = (info["faiss_generation"] + 1) if info else 1
@@ -494,9 +708,12 @@ def _commit(directory: Path, plan: dict[str, Any], factory: str, search_params: 
         {
             "run": plan["run"],
             "source": plan.get("source", ""),
-            "videos": sum(len(s["videos"]) for s in plan["shards"]),
+            "videos": sum(r["samples"] for r in inputs.values())
+            if inputs
+            else sum(len(s["videos"]) for s in plan["shards"]),
             "added": new_rows,
             "num_processes": processes,
+            **({"reader": plan["reader"], "input_shards": len(inputs)} if "reader" in plan else {}),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
@@ -514,7 +731,7 @@ def _commit(directory: Path, plan: dict[str, Any], factory: str, search_params: 
         "num_videos": total,
         "embedding_dim": identity["embedding_dim"],
         "shards": (info["shards"] if info else [])
-        + [{"name": n, "rows": len(s)} for n, s in zip(new_names, new_shards)],
+        + [{"name": n, "rows": len(s), **_input_fields(inputs.get(n))} for n, s in zip(new_names, new_shards)],
         "failed": failures,
         "runs": runs,
     }
@@ -528,7 +745,19 @@ def _commit(directory: Path, plan: dict[str, Any], factory: str, search_params: 
         for name in new_names
         for f in json.loads((directory / SHARDS_DIR / name / FAILURES_FILE).read_text())
     }
-    return {"added": new_rows, "failed": {v: r for v, r in run_failed.items() if v in failures}}
+    return {
+        "added": new_rows,
+        "failed": {v: r for v, r in run_failed.items() if v in failures},
+        "input_shards": len(inputs),
+        "incomplete": [r["input_shard"] for r in inputs.values() if not r["complete"]],
+    }
+
+
+def _input_fields(record: dict[str, Any] | None) -> dict[str, Any]:
+    """An index shard's entry in `index.json`: the input shard it was made from, and whether it was read whole."""
+    if record is None:
+        return {}
+    return {"input_shard": record["input_shard"], "complete": record["complete"], "samples": record["samples"]}
 
 
 def _factory_for(factory: str, search_params: str | None, total: int, info: dict[str, Any] | None) -> tuple[str, str]:
