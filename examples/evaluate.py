@@ -40,7 +40,6 @@ from peft_video.loading import (
     video_to_text_protocol,
 )
 from peft_video.metrics import TIE_POLICIES
-from peft_video.search.gallery import worst_queries_gallery
 
 PROTOCOL = (
     "text->video: each caption ranks its own video among all videos of the split; video->text: {video_to_text}; a "
@@ -95,12 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if output is None and args.adapter_name_or_path and Path(args.adapter_name_or_path).is_dir():
         output = str(Path(args.adapter_name_or_path) / f"eval_{args.split}.json")
     gallery = args.gallery_file or (str(Path(output).with_name(f"{Path(output).stem}_worst.png")) if output else None)
-    # the captions it ranks worst, to look at (a streamed split's videos are inside shards: no files to draw)
-    if accelerator.is_main_process and args.gallery_queries and gallery and not args.streamed:
-        worst_queries_gallery(
-            evaluate.last_encoded, data["caption"], gallery, num_queries=args.gallery_queries,
-            backend=args.video_backend,
-        )  # fmt: skip
+    # the captions it ranks worst, to look at (a streamed split's are drawn from their shards' bytes)
+    if accelerator.is_main_process and args.gallery_queries and gallery:
+        evaluate.worst_queries_gallery(data, gallery, num_queries=args.gallery_queries)
         result["gallery"] = gallery
         print(f"wrote {gallery}")
     if accelerator.is_main_process:

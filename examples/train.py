@@ -67,7 +67,6 @@ from peft_video.loading import (
 from peft_video.metrics import flatten_metrics
 from peft_video.optimization import count_parameters, parameter_groups
 from peft_video.processing import VideoTextProcessor
-from peft_video.search.gallery import worst_queries_gallery
 
 RUN_STATE_INDEX = 1  # registered after the scheduler, the run state is the last file save_state writes
 TRAIN_LOG_NAME, METRICS_NAME, BEST_DIR = "train_log.jsonl", "metrics.json", "best_adapter"
@@ -301,10 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.eval_strategy != "no" and (state.step % eval_steps == 0 or last):  # select on validation only
                 validation = evaluate_on(network, "validation", f"validation @ step {state.step}")
                 accelerator.log(scalars("validation", validation), step=state.step)
-                if not streamed:  # a stream's videos are inside its shards: no files to draw
-                    log_worst_queries(
-                        accelerator, evaluate, splits["validation"], state.step, args.log_gallery_queries
-                    )
+                log_worst_queries(accelerator, evaluate, splits["validation"], state.step, args.log_gallery_queries)
                 value = selection.value(validation)
                 if selection.is_better(value, state.best_metric):
                     state.best_metric, state.best_step, state.best_validation = value, state.step, validation
@@ -352,12 +348,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         save_trained_model(network, output_dir, processor)
         card = card_facts(metrics, args, dataset_name, data_args.test_split, accelerator.mixed_precision)
-        if args.card_gallery_queries > 0 and not streamed:  # the test captions ranked worst: a picture the card embeds
+        if args.card_gallery_queries > 0:  # the test captions ranked worst: a picture the card embeds
             card["gallery"] = CARD_GALLERY_NAME
-            worst_queries_gallery(
-                evaluate.last_encoded, splits["test"]["caption"], output_dir / card["gallery"],
-                num_queries=args.card_gallery_queries, k=3, backend=data_args.video_backend,
-            )  # fmt: skip
+            evaluate.worst_queries_gallery(
+                splits["test"], output_dir / card["gallery"], num_queries=args.card_gallery_queries, k=3
+            )
         if model_args.method == "full_finetune":  # a standalone CLIPModel folder: tokenizer and image processor too
             tokenizer.save_pretrained(output_dir)
             if (Path(base_name) / "preprocessor_config.json").is_file():
@@ -383,9 +378,7 @@ def log_worst_queries(accelerator: Accelerator, evaluate: RetrievalEvaluator, da
     image, when the tensorboard tracker is on."""
     if count <= 0 or not accelerator.is_main_process or "tensorboard" not in {t.name for t in accelerator.trackers}:
         return
-    image = worst_queries_gallery(
-        evaluate.last_encoded, data["caption"], num_queries=count, k=3, backend=evaluate.backend
-    )
+    image = evaluate.worst_queries_gallery(data, num_queries=count, k=3)
     writer = accelerator.get_tracker("tensorboard", unwrap=True)
     writer.add_image("validation/worst_queries", np.asarray(image), step, dataformats="HWC")
 

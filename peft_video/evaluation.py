@@ -68,6 +68,19 @@ class RetrievalEvaluator:
             video_to_text_protocol=self.video_to_text_protocol,
         )  # fmt: skip
 
+    def worst_queries_gallery(self, data: Any, path: Any = None, *, num_queries: int = 4, k: int = 5):
+        """The picture of the last evaluation's `num_queries` worst-ranked captions of `data` (the split it scored),
+        each with its top `k` videos and its own (`peft_video.search.gallery.worst_queries_gallery`); a streamed
+        split's videos are drawn from their shards' bytes. Saved as PNG to `path` when given; returns the image."""
+        from .search.gallery import worst_queries_gallery
+
+        if self.last_encoded is None:
+            raise RuntimeError("worst_queries_gallery draws the last evaluation: call the evaluator first")
+        captions = self.last_encoded.get("rows", data)["caption"]
+        return worst_queries_gallery(
+            self.last_encoded, captions, path, num_queries=num_queries, k=k, backend=self.backend
+        )
+
 
 def summary_line(metrics: Mapping[str, Any]) -> str:
     """One line of a `split_metrics` result, for logs (twin accuracy with its n when the split has twins)."""

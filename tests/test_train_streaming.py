@@ -82,6 +82,9 @@ def test_streamed_training_reads_each_sample_once_per_epoch(streamed_run):
     assert metrics["test"]["text_to_video"]["num_queries"] == WORLD["world_num_test"]
     assert metrics["video_to_text_protocol"] == metrics["test"]["video_to_text_protocol"] == "collaborative_experts"
     assert (streamed_run.out / "checkpoints" / "checkpoint_6" / "stream_rank0.pt").is_file()
+    # the card's picture of the worst test captions, their videos drawn from the shards' bytes
+    assert metrics["test"]["num_videos"] and (streamed_run.out / "worst_queries.png").stat().st_size > 1000
+    assert "worst_queries.png" in (streamed_run.out / "README.md").read_text()
 
 
 def eval_argv(streamed_run) -> list[str]:
@@ -109,6 +112,7 @@ def test_streamed_evaluation_counts_each_video_once_with_the_manifest_numbers(
         for key, value in expected["metrics"][direction].items():
             assert streamed["metrics"][direction][key] == pytest.approx(value, abs=1e-6), (source, direction, key)
     assert streamed["video_to_text_protocol"] == "collaborative_experts"
+    assert Path(streamed["gallery"]).stat().st_size > 1000  # the worst captions' picture, from a stream too
 
 
 def test_the_streamed_demo_config_runs_a_few_steps(train, assets, tmp_path):
