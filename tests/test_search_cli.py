@@ -4,15 +4,13 @@ shards) give the same index; JSON and table output; contact sheets; named errors
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from search_fixtures import index_with_two_processes
 
 from peft_video.cli import main
 from peft_video.search import VideoSearchIndex
@@ -34,15 +32,7 @@ def one_process(search_assets, tmp_path_factory):
 
 def test_two_processes_build_the_same_index_as_one(search_assets, one_process, tmp_path):
     out = tmp_path / "two"
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", "29531", "-m", "peft_video.cli",
-        *_index_argv(search_assets, out),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    result = index_with_two_processes(_index_argv(search_assets, out), port=29531)
     two, one = VideoSearchIndex.open(out), VideoSearchIndex.open(one_process)
     assert two.info["runs"][0]["num_processes"] == 2 and one.info["runs"][0]["num_processes"] == 1
     assert two.metadata["video_id"] == one.metadata["video_id"]

@@ -7,15 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from search_fixtures import FAST
+from search_fixtures import FAST, kill_build_after_two_shards
 from video_fixtures import write_random_bytes, write_video
 
 import peft_video
@@ -132,22 +129,7 @@ def test_incremental_add_encodes_only_new_videos(search_assets, encoder, tmp_pat
 
 def test_a_killed_build_resumes_without_redoing_written_shards(search_assets, built, tmp_path):
     directory = tmp_path / "idx"
-    script = textwrap.dedent(
-        f"""
-        import os, signal
-        from peft_video.search import build_index
-        done = []
-        def kill_after_two(name):
-            done.append(name)
-            if len(done) == 2:
-                os.kill(os.getpid(), signal.SIGKILL)  # a hard kill: no cleanup, no atexit
-        build_index({str(search_assets.manifest)!r}, {str(directory)!r}, adapter={str(search_assets.adapter)!r},
-                    shard_size=4, decode_timeout=None, progress=False, on_shard_written=kill_after_two)
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == -9, result.stderr[-3000:]
-    assert not (directory / "index.json").exists()
+    kill_build_after_two_shards(search_assets.manifest, directory, search_assets.adapter, shard_size=4)
     with pytest.raises(IndexCorruptError, match="first build did not finish"):
         VideoSearchIndex.open(directory)
     survivors = {p.name: p.stat().st_mtime_ns for p in (directory / "shards").iterdir()}

@@ -6,14 +6,11 @@ samples named `shard#key`, and pictures of shard-sourced hits."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from search_fixtures import FAST
+from search_fixtures import FAST, index_with_two_processes, kill_build_after_two_shards
 from shard_fixtures import add_member, caption_json
 
 from peft_video.cli import main as cli_main
@@ -88,22 +85,7 @@ def _tar_samples(path: Path) -> list[tuple[str, bytes]]:
 
 def test_a_killed_build_resumes_without_redoing_written_shards(search_assets, shards, tmp_path):
     directory = tmp_path / "idx"
-    script = textwrap.dedent(
-        f"""
-        import os, signal
-        from peft_video.search import build_index
-        done = []
-        def kill_after_two(name):
-            done.append(name)
-            if len(done) == 2:
-                os.kill(os.getpid(), signal.SIGKILL)  # a hard kill: no cleanup, no atexit
-        build_index({str(shards / "wds")!r}, {str(directory)!r}, adapter={str(search_assets.adapter)!r},
-                    decode_timeout=None, progress=False, on_shard_written=kill_after_two)
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == -9, result.stderr[-3000:]
-    assert not (directory / "index.json").exists()
+    kill_build_after_two_shards(shards / "wds", directory, search_assets.adapter)
     survivors = {p.name: p.stat().st_mtime_ns for p in (directory / "shards").iterdir()}
     assert sorted(survivors) == ["run0001-00000-shard-00000", "run0001-00001-shard-00001"]
     written = []
@@ -262,19 +244,8 @@ def test_cli_indexes_a_shards_folder_and_searches_it(search_assets, split_folder
 
 
 def test_two_processes_build_the_same_index_as_one(search_assets, split_folders, cli_index, tmp_path):
-    import os
-    import shutil
-
     out = tmp_path / "two"
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", "29533", "-m", "peft_video.cli",
-        *_index_argv(search_assets, split_folders, out),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    index_with_two_processes(_index_argv(search_assets, split_folders, out), port=29533)
     two, one = VideoSearchIndex.open(out), VideoSearchIndex.open(cli_index)
     assert two.info["runs"][0]["num_processes"] == 2 and one.info["runs"][0]["num_processes"] == 1
     assert two.metadata["video_id"] == one.metadata["video_id"]  # same order: input shard order, not process order
