@@ -56,6 +56,11 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
     "tfvl_text_temp": ("TFVL, TextTemp only", "demo_tfvl.yaml", {"image_temp": False}),
     "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
     "dgl_temporal": ("DGL + temporal_embedding (opt-in)", "offline_world_dgl.yaml", {"temporal_embedding": True}),
+    "dgl_frame_cls": (
+        "DGL, visual_output=mean_frame_cls",
+        "offline_world_dgl.yaml",
+        {"visual_output": "mean_frame_cls"},
+    ),
 }
 MAIN_ROWS = ["zero_shot", "full_finetune", "tfvl", "dgl", "dgl_linear", "prompt_cube", ORDER_HEAD]
 TWIN_KINDS = ("order", "motion", "colour", "size")
@@ -81,12 +86,21 @@ def train_command(row: str, seed: int, out_dir: Path, args) -> list[str]:
     return command
 
 
-def run_one(row: str, seed: int, args) -> dict:
+def run_one(row: str, seed: int, args) -> None:
+    """Train (row, seed) unless it has finished or another invocation of this script is running it (its lock file
+    exists: delete a lock left by a killed invocation before resuming)."""
     out_dir = args.runs_dir / row / f"seed{seed}"
-    metrics_path = out_dir / "metrics.json"
-    if not metrics_path.exists():
+    if (out_dir / "metrics.json").exists():
+        return
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = out_dir.parent / f"seed{seed}.lock"
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        print(f"{row} seed {seed}: running elsewhere ({lock})", file=sys.stderr, flush=True)
+        return
+    try:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         with open(out_dir.parent / f"seed{seed}.log", "w") as log:
             command = train_command(row, seed, out_dir, args)
@@ -94,7 +108,8 @@ def run_one(row: str, seed: int, args) -> dict:
         if done.returncode != 0:
             raise RuntimeError(f"{row} seed {seed} failed; see {out_dir.parent / f'seed{seed}.log'}")
         print(f"{row} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    return json.loads(metrics_path.read_text())
+    finally:
+        lock.unlink()
 
 
 def summarise(metrics: dict) -> dict[str, float]:
