@@ -382,6 +382,19 @@ def test_export_writes_readable_mp4_and_a_valid_manifest(tmp_path):
         assert_caption_matches_frames(row["caption"], decoded)
 
 
+def test_exported_twins_decode_to_exactly_the_reversed_frames_of_each_other(tmp_path):
+    """What mean pooling sees of a twin pair after H.264 is the same set of frames: it cannot tell them apart, so the
+    mean-pooling rows of the comparison sit at 50 % by construction, not by luck of the codec."""
+    manifest = write_world(tmp_path, num_train=2, num_val=2, num_test=24, config=WorldConfig(num_frames=12, seed=3))
+    rows = [r for r in read_manifest(manifest) if r["split"] == "test" and r["order_pair_id"]]
+    pairs: dict[str, list] = {}
+    for row in rows:
+        pairs.setdefault(row["order_pair_id"], []).append(_decode(row["video"]))
+    assert len(pairs) >= 3 and all(len(p) == 2 for p in pairs.values())
+    for first, second in pairs.values():
+        np.testing.assert_array_equal(first, second[::-1])
+
+
 def test_export_reuses_an_identical_world_and_refuses_a_different_one(tmp_path):
     manifest = write_world(tmp_path, num_train=2, num_val=2, num_test=2)
     stamp = manifest.stat().st_mtime_ns
