@@ -48,18 +48,22 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
     "zero_shot": ("zero-shot CLIP, mean pooling", "offline_world_zero_shot.yaml", {}),
     "full_finetune": ("full fine-tuning, mean pooling", "offline_world_full_finetune.yaml", {}),
     "tfvl": ("TFVL (TextTemp + ImageTemp), defaults", "demo_tfvl.yaml", {}),
-    "dgl": ("DGL, transformer generator", "offline_world_dgl.yaml", {"latent_space": "transformer"}),
-    "dgl_linear": ("DGL-Linear", "offline_world_dgl.yaml", {"latent_space": "linear"}),
+    "dgl": (
+        "DGL, transformer generator (frame-CLS readout)",
+        "offline_world_dgl.yaml",
+        {"latent_space": "transformer"},
+    ),
+    "dgl_linear": ("DGL-Linear (frame-CLS readout)", "offline_world_dgl.yaml", {"latent_space": "linear"}),
     "prompt_cube": ("Prompt Cube", "offline_world_prompt_cube.yaml", {}),
     ORDER_HEAD: ("reference: order-aware head on frozen frame embeddings", None, {}),
     "tfvl_old_defaults": ("TFVL, TextTemp fields before issue 13", "demo_tfvl.yaml", TFVL_OLD_DEFAULTS),
     "tfvl_text_temp": ("TFVL, TextTemp only", "demo_tfvl.yaml", {"image_temp": False}),
     "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
     "dgl_temporal": ("DGL + temporal_embedding (opt-in)", "offline_world_dgl.yaml", {"temporal_embedding": True}),
-    "dgl_frame_cls": (
-        "DGL, visual_output=mean_frame_cls",
+    "dgl_global_prompt0": (
+        "DGL, the reference's default readout (global_prompt0)",
         "offline_world_dgl.yaml",
-        {"visual_output": "mean_frame_cls"},
+        {"visual_output": "global_prompt0"},
     ),
 }
 MAIN_ROWS = ["zero_shot", "full_finetune", "tfvl", "dgl", "dgl_linear", "prompt_cube", ORDER_HEAD]
