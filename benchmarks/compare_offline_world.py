@@ -59,6 +59,11 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
     "tfvl_old_defaults": ("TFVL, TextTemp fields before issue 13", "demo_tfvl.yaml", TFVL_OLD_DEFAULTS),
     "tfvl_text_temp": ("TFVL, TextTemp only", "demo_tfvl.yaml", {"image_temp": False}),
     "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
+    "tfvl_text_temp_old_defaults": (
+        "TFVL, TextTemp only, fields before issue 13",
+        "demo_tfvl.yaml",
+        {"image_temp": False, **TFVL_OLD_DEFAULTS},
+    ),
     "dgl_temporal": ("DGL + temporal_embedding (opt-in)", "offline_world_dgl.yaml", {"temporal_embedding": True}),
     "dgl_global_prompt0": (
         "DGL, the reference's default readout (global_prompt0)",
