@@ -2,14 +2,20 @@
 
     python benchmarks/compare_offline_world.py --out benchmarks/results/offline_world_comparison.md
 
-Each (row, seed) is one run of `examples/train.py` (the same script users run) on the same generated world, with the
-same frames, epochs, batch size and seed; rows differ only in method, method fields and learning rate (each method's
-own config in `examples/configs/`). Model selection is on the validation split; the numbers are the test split's, for
-all captions and for the order-sensitive subset (videos whose exact reverse, with the reversed caption, is in the
-gallery), and the twin accuracy: how often a caption scores its own video above the same frames reversed (ties count
-one half; frame-mean pooling is at 50 % by construction, so this column is the one that measures time). Every saved
-model is scored by `examples/evaluate.py` on the test split. Ties count against the ground truth in R@K.
-Runs are kept under --runs_dir; finished runs and evaluations are not redone, so the script can be resumed.
+Each (row, seed) is one run of `examples/train.py` (the same script users run) on the same generated world (the
+library's default split sizes), with the same frames, optimizer steps, batch size, seed and recipe: twins in one batch
+(`--group_by_column order_pair_id`) and model selection on validation by `0.5*twin_accuracy + 0.5*text_to_video/R@1`.
+Rows differ only in method, method fields and learning rate (each method's own config in `examples/configs/`). The
+reference row, an order-aware head on frozen frame embeddings, runs `benchmarks/order_head_reference.py` with the same
+loss, batches, budget and selection. Figures are the test split's, of the selected model, as the run's metrics.json
+reports them: all captions, the order-sensitive subset (videos whose exact reverse, with the reversed caption, is in
+the gallery), and the twin accuracy (how often a caption scores its own video above the same frames reversed; ties
+count one half, so frame-mean pooling is at 50 % by construction) overall and per kind of twin, with its number of
+captions n. Ties count against the ground truth in R@K.
+
+Runs are kept under --runs_dir; finished runs are not redone, so the script can be resumed or run a few rows at a time
+(main rows first, ablations later). `--table_only` writes the table from the runs that finished, each row over the
+seeds it has (the "seeds" column says which).
 """
 
 from __future__ import annotations
@@ -26,79 +32,114 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "configs"
-
-# row -> (description, config file, method_config overrides)
-ROWS: dict[str, tuple[str, str, dict]] = {
-    "zero_shot": ("zero-shot CLIP, mean pooling", "offline_world_zero_shot.yaml", {}),
-    "full_finetune": ("full fine-tuning, mean pooling", "offline_world_full_finetune.yaml", {}),
-    "tfvl": ("TFVL (TextTemp + ImageTemp)", "demo_tfvl.yaml", {}),
-    "tfvl_text_temp": ("TFVL, TextTemp only", "demo_tfvl.yaml", {"image_temp": False}),
-    "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
-    "dgl": ("DGL, transformer generator", "offline_world_dgl.yaml", {"latent_space": "transformer"}),
-    "dgl_linear": ("DGL-Linear", "offline_world_dgl.yaml", {"latent_space": "linear"}),
-    "prompt_cube": ("Prompt Cube", "offline_world_prompt_cube.yaml", {}),
+SELECTION = "0.5*twin_accuracy + 0.5*text_to_video/R@1"
+GROUP_COLUMN = "order_pair_id"
+ORDER_HEAD = "order_head"
+# TFVL's TextTemp fields before issue 13 (docs/methods/tfvl.md): the ablation of the default change
+TFVL_OLD_DEFAULTS = {
+    "text_temp_word_scale": "free",
+    "text_temp_center_frames": False,
+    "text_temp_frame_positions": "text",
+    "text_temp_gate_init": 0.0,
 }
 
+# row -> (description, config file (None: the order-head reference script), method_config overrides)
+ROWS: dict[str, tuple[str, str | None, dict]] = {
+    "zero_shot": ("zero-shot CLIP, mean pooling", "offline_world_zero_shot.yaml", {}),
+    "full_finetune": ("full fine-tuning, mean pooling", "offline_world_full_finetune.yaml", {}),
+    "tfvl": ("TFVL (TextTemp + ImageTemp), defaults", "demo_tfvl.yaml", {}),
+    "dgl": (
+        "DGL, transformer generator (frame-CLS readout)",
+        "offline_world_dgl.yaml",
+        {"latent_space": "transformer"},
+    ),
+    "dgl_linear": ("DGL-Linear (frame-CLS readout)", "offline_world_dgl.yaml", {"latent_space": "linear"}),
+    "prompt_cube": ("Prompt Cube", "offline_world_prompt_cube.yaml", {}),
+    ORDER_HEAD: ("reference: order-aware head on frozen frame embeddings", None, {}),
+    "tfvl_old_defaults": ("TFVL, TextTemp fields before issue 13", "demo_tfvl.yaml", TFVL_OLD_DEFAULTS),
+    "tfvl_text_temp": ("TFVL, TextTemp only", "demo_tfvl.yaml", {"image_temp": False}),
+    "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
+    "tfvl_text_temp_old_defaults": (
+        "TFVL, TextTemp only, fields before issue 13",
+        "demo_tfvl.yaml",
+        {"image_temp": False, **TFVL_OLD_DEFAULTS},
+    ),
+    "dgl_temporal": ("DGL + temporal_embedding (opt-in)", "offline_world_dgl.yaml", {"temporal_embedding": True}),
+    "dgl_global_prompt0": (
+        "DGL, the reference's default readout (global_prompt0)",
+        "offline_world_dgl.yaml",
+        {"visual_output": "global_prompt0"},
+    ),
+}
+MAIN_ROWS = ["zero_shot", "full_finetune", "tfvl", "dgl", "dgl_linear", "prompt_cube", ORDER_HEAD]
+TWIN_KINDS = ("order", "motion", "colour", "size")
 
-def run_one(row: str, seed: int, args) -> dict:
+
+def train_command(row: str, seed: int, out_dir: Path, args) -> list[str]:
+    _, config, method_fields = ROWS[row]
+    recipe = ["--max_steps", str(args.max_steps), "--metric_for_best_model", SELECTION]
+    common = ["--seed", str(seed), "--output_dir", str(out_dir), "--num_frames", str(args.frames)]
+    if config is None:
+        script = ROOT / "benchmarks" / "order_head_reference.py"
+        return [sys.executable, str(script), "--data_dir", str(args.data_dir), *common, *recipe]
+    command = [sys.executable, str(ROOT / "examples" / "train.py"), "--config", str(CONFIGS / config), *common]
+    command += ["--data_dir", str(args.data_dir), "--world_num_frames", str(args.frames)]
+    command += ["--world_num_train", str(args.world[0]), "--world_num_val", str(args.world[1])]
+    command += ["--world_num_test", str(args.world[2]), "--report_to", "none", "--disable_tqdm", "true"]
+    command += ["--overwrite_output_dir", "true"]
+    if row != "zero_shot":
+        command += [*recipe, "--group_by_column", GROUP_COLUMN, "--eval_before_training", "false"]
+        command += ["--eval_steps", str(args.eval_steps), "--save_steps", str(args.eval_steps)]
+    if method_fields or args.method_config.get(row):
+        command += ["--method_config", json.dumps({**method_fields, **args.method_config.get(row, {})})]
+    return command
+
+
+def run_one(row: str, seed: int, args) -> None:
+    """Train (row, seed) unless it has finished or another invocation of this script is running it (its lock file
+    exists: delete a lock left by a killed invocation before resuming)."""
     out_dir = args.runs_dir / row / f"seed{seed}"
-    metrics_path = out_dir / "metrics.json"
-    if not metrics_path.exists():
-        _, config, method_fields = ROWS[row]
-        command = [sys.executable, str(ROOT / "examples" / "train.py"), "--config", str(CONFIGS / config)]
-        command += ["--seed", str(seed), "--output_dir", str(out_dir), "--data_dir", str(args.data_dir)]
-        command += ["--report_to", "none", "--disable_tqdm", "true", "--eval_before_training", "false"]
-        command += ["--overwrite_output_dir", "true", "--num_train_epochs", str(args.epochs)]
-        command += ["--world_num_frames", str(args.frames), "--num_frames", str(args.frames)]
-        if method_fields or args.method_config:
-            command += ["--method_config", json.dumps({**method_fields, **args.method_config.get(row, {})})]
+    if (out_dir / "metrics.json").exists():
+        return
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = out_dir.parent / f"seed{seed}.lock"
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        print(f"{row} seed {seed}: running elsewhere ({lock})", file=sys.stderr, flush=True)
+        return
+    try:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         with open(out_dir.parent / f"seed{seed}.log", "w") as log:
+            command = train_command(row, seed, out_dir, args)
             done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         if done.returncode != 0:
             raise RuntimeError(f"{row} seed {seed} failed; see {out_dir.parent / f'seed{seed}.log'}")
         print(f"{row} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    return json.loads(metrics_path.read_text())
+    finally:
+        lock.unlink()
 
 
-def evaluate_one(row: str, seed: int, args) -> dict:
-    """Score the run's saved model (zero-shot: the base model) on the test split with examples/evaluate.py."""
-    out_dir = args.runs_dir / row / f"seed{seed}"
-    result_path = out_dir / "test_evaluation.json"
-    if not result_path.exists():
-        command = [sys.executable, str(ROOT / "examples" / "evaluate.py"), "--data_dir", str(args.data_dir)]
-        command += ["--world_num_frames", str(args.frames), "--split", "test", "--decode_timeout", "0"]
-        command += ["--disable_tqdm", "true", "--output_file", str(result_path)]
-        if row == "zero_shot":
-            from peft_video.synthetic.tiny_clip import TINY_CLIP_PATH
-
-            command += ["--base_model", str(TINY_CLIP_PATH)]
-        else:
-            command += ["--adapter_name_or_path", str(out_dir)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-        with open(out_dir.parent / f"seed{seed}.eval.log", "w") as log:
-            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"evaluating {row} seed {seed} failed; see {out_dir.parent / f'seed{seed}.eval.log'}")
-    return json.loads(result_path.read_text())["metrics"]
-
-
-def summarise(metrics: dict, evaluation: dict) -> dict[str, float]:
-    order = evaluation["subsets"]["is_order_sensitive"]["text_to_video"]
-    overall = evaluation["text_to_video"]
-    return {
+def summarise(metrics: dict) -> dict[str, float]:
+    """The table's figures of one run: its test metrics (of the model selected on validation)."""
+    test = metrics["test"]
+    overall, order = test["text_to_video"], test["subsets"]["is_order_sensitive"]["text_to_video"]
+    twins = test["twin_accuracy"]
+    figures = {
         "R@1": overall["R@1"],
         "R@5": overall["R@5"],
         "MnR": overall["MnR"],
         "order R@1": order["R@1"],
-        "order R@5": order["R@5"],
-        "order MnR": order["MnR"],
-        "twin acc.": evaluation["twin_accuracy"]["accuracy"],
+        "twin acc.": twins["accuracy"],
+        "twin n": twins["num_queries"],
         "trainable": metrics.get("parameters", {}).get("trainable", 0),
         "train s": metrics.get("train_time_s", 0.0),
     }
+    for kind in TWIN_KINDS:
+        figures[f"twin {kind}"] = twins["per_kind"][kind]["accuracy"]
+        figures[f"twin {kind} n"] = twins["per_kind"][kind]["num_queries"]
+    return figures
 
 
 def cell(values: list[float], digits: int = 1) -> str:
@@ -107,66 +148,94 @@ def cell(values: list[float], digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def finished(row: str, seeds: list[int], args) -> dict[int, dict]:
+    return {
+        seed: summarise(json.loads(path.read_text()))
+        for seed in seeds
+        if (path := args.runs_dir / row / f"seed{seed}" / "metrics.json").exists()
+    }
+
+
+def table(rows: list[str], args) -> str:
+    results = {row: finished(row, args.seeds, args) for row in rows}
+    any_run = next((runs[seed] for runs in results.values() for seed in runs), None)
+    if any_run is None:
+        raise SystemExit("no finished run to tabulate")
+    kinds = [f"twin {k} (n={any_run[f'twin {k} n']})" for k in TWIN_KINDS]
+    columns = ["R@1", "R@5", "MnR", "order R@1", f"twin acc. (n={any_run['twin n']})", *kinds]
+    keys = ["R@1", "R@5", "MnR", "order R@1", "twin acc.", *(f"twin {k}" for k in TWIN_KINDS)]
+    seeds = " ".join(map(str, args.seeds))
+    lines = [
+        "# Offline world: methods against mean pooling (text→video, test split)",
+        "",
+        f"Command: `python benchmarks/compare_offline_world.py --rows {','.join(rows)} --seeds {seeds} "
+        f"--max_steps {args.max_steps} --frames {args.frames}`",
+        "",
+        f"Tiny CLIP (`peft_video/synthetic/tiny-clip`, pretrained on still frames only); the offline world with "
+        f"{args.world[0]}/{args.world[1]}/{args.world[2]} train/val/test videos of {args.frames} frames (twins in "
+        f"train); every row {args.max_steps} optimizer steps of batch 32 with twins in one batch (`--group_by_column "
+        f"{GROUP_COLUMN}`), model selection on validation every {args.eval_steps} steps by `{SELECTION}`; mean ± std "
+        'over the seeds of the "seeds" column (zero-shot trains nothing: one evaluation). "order R@1": the '
+        'order-sensitive subset (each video\'s exact reverse, with the reversed caption, is in the gallery). "twin": '
+        "how often a caption scores its own video above the same frames reversed, over all twins and per kind (ties "
+        "one half; frame-mean pooling is at 50 % by construction); n: captions scored. Ties count against the ground "
+        "truth in R@K. Figures from each run's metrics.json (test split, the selected model). Train time: wall clock "
+        f"with {args.threads} thread(s) per run and {args.parallel} runs at once on a shared, loaded machine (compare "
+        "within a table only).",
+        "",
+        "| row | " + " | ".join(columns) + " | trainable | train s | seeds |",
+        "|---|" + "---:|" * (len(columns) + 3),
+    ]
+    for row in rows:
+        runs = results[row]
+        if not runs:
+            lines.append(f"| {row}: {ROWS[row][0]} | " + " | ".join("not run" for _ in columns) + " | | | none |")
+            continue
+        per_seed = list(runs.values())
+        cells = [cell([r[k] for r in per_seed], 2 if k == "MnR" else 1) for k in keys]
+        lines.append(
+            f"| {row}: {ROWS[row][0]} | " + " | ".join(cells) + f" | {per_seed[0]['trainable']:,} | "
+            f"{statistics.fmean(r['train s'] for r in per_seed):.0f} | {' '.join(map(str, runs))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ",".join(ROWS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=float, default=6)
+    parser.add_argument("--max_steps", type=int, default=160)
+    parser.add_argument("--eval_steps", type=int, default=32)
     parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--world", type=int, nargs=3, default=None, help="train/val/test videos (default: library's)")
     parser.add_argument("--parallel", type=int, default=2, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--data_dir", type=Path, default=ROOT / "data" / "offline_world_comparison")
     parser.add_argument("--runs_dir", type=Path, default=ROOT / "outputs" / "offline_world_comparison")
     parser.add_argument("--method_config", type=json.loads, default={}, help='per-row extra fields: {"tfvl": {...}}')
+    parser.add_argument("--table_only", action="store_true", help="start no run; tabulate the finished ones")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {sorted(ROWS)}")
+    from peft_video.synthetic import DEFAULT_SPLIT_SIZES, WorldConfig, write_world
 
-    # one world for every run, written before any run starts (runs in parallel must not race to create it)
-    from peft_video.synthetic import WorldConfig, write_world
+    args.world = args.world or [DEFAULT_SPLIT_SIZES[s] for s in ("train", "val", "test")]
 
-    write_world(args.data_dir, config=WorldConfig(num_frames=args.frames, seed=0))
-    jobs = [(row, seed) for row in rows for seed in args.seeds]
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        trained = dict(zip(jobs, pool.map(lambda job: run_one(*job, args), jobs)))
-        evaluated = dict(zip(jobs, pool.map(lambda job: evaluate_one(*job, args), jobs)))
-    results = {job: summarise(trained[job], evaluated[job]) for job in jobs}
-
-    columns = ["R@1", "R@5", "MnR", "order R@1", "order R@5", "order MnR", "twin acc."]
-    seeds = " ".join(map(str, args.seeds))
-    lines = [
-        "# Offline world: methods against mean pooling (text→video, test split)",
-        "",
-        f"Command: `python benchmarks/compare_offline_world.py --rows {args.rows} --seeds {seeds} "
-        f"--epochs {args.epochs:g} --frames {args.frames}`",
-        "",
-        f"Tiny CLIP (`peft_video/synthetic/tiny-clip`, pretrained on still frames only), {args.frames} frames, "
-        f"{args.epochs:g} epochs of the same world for every row, seeds {seeds}; mean ± std over seeds. "
-        '"order" columns: the order-sensitive subset (each video\'s exact reverse, with the reversed caption, is in '
-        'the gallery). "twin acc.": how often a caption scores its own video above the same frames reversed (ties '
-        "one half; frame-mean pooling is at 50 % up to video-compression noise). Ties count against the ground truth "
-        "in R@K. Model selection on validation. Scores by `examples/evaluate.py` on the saved models. Train time is "
-        f"wall clock with {args.threads} thread(s) per run and {args.parallel} runs at once on a shared machine.",
-        "",
-        "| row | " + " | ".join(columns) + " | trainable | train s |",
-        "|---|" + "---:|" * (len(columns) + 2),
-    ]
-    for row in rows:
-        per_seed = [results[(row, seed)] for seed in args.seeds]
-        cells = [cell([r[c] for r in per_seed], 2 if "MnR" in c else 1) for c in columns]
-        trainable = per_seed[0]["trainable"]
-        lines.append(
-            f"| {row}: {ROWS[row][0]} | " + " | ".join(cells) + f" | {trainable:,} | "
-            f"{statistics.fmean(r['train s'] for r in per_seed):.0f} |"
-        )
-    table = "\n".join(lines) + "\n"
-    print(table)
+    if not args.table_only:
+        # one world for every run, written before any run starts (runs in parallel must not race to create it)
+        write_world(args.data_dir, *args.world, config=WorldConfig(num_frames=args.frames, seed=0))
+        # seed-major: every row's first seed before any row's second; zero-shot trains nothing, so one seed
+        jobs = [(row, seed) for seed in args.seeds for row in rows if row != "zero_shot" or seed == args.seeds[0]]
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            list(pool.map(lambda job: run_one(*job, args), jobs))
+    text = table(rows, args)
+    print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
+        args.out.write_text(text)
 
 
 if __name__ == "__main__":

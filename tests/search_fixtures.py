@@ -22,7 +22,12 @@ def make_assets(root: Path) -> SimpleNamespace:
     clip_dir = write_tiny_clip(root / "clip")
     manifest = write_tiny_world(root / "world")
     torch.manual_seed(0)
-    config = TFVLConfig(num_frames=4, max_text_length=16, text_temp_gate_init=0.5)
+    # TextTemp's pre-issue-13 word fields: with the defaults (centred, token-scale frame words) a random tiny text
+    # tower gives every video nearly the same TextTemp output, and the index's neighbours would tie (cosine 0.99993)
+    config = TFVLConfig(
+        num_frames=4, max_text_length=16, text_temp_gate_init=0.5, text_temp_word_scale="free",
+        text_temp_center_frames=False, text_temp_frame_positions="text",
+    )  # fmt: skip
     get_peft_model(CLIPModel.from_pretrained(clip_dir), config).save_pretrained(root / "adapter")
     torch.manual_seed(1)
     get_peft_model(CLIPModel.from_pretrained(clip_dir), config).save_pretrained(root / "other_adapter")

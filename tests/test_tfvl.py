@@ -22,8 +22,8 @@ def baseline_embeds(model, videos):
         return mean_pooled_video_features(model.get_base_model(), videos, mask, normalize_frames=False).pooler_output
 
 
-def test_text_temp_alone_starts_exactly_at_the_mean_pooling_baseline(clip, clip_config):
-    model = get_peft_model(clip, TFVLConfig(num_frames=4, image_temp=False)).eval()
+def test_text_temp_alone_with_gate_zero_starts_exactly_at_the_mean_pooling_baseline(clip, clip_config):
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, image_temp=False, text_temp_gate_init=0.0)).eval()
     videos = random_videos(clip_config, 2, 4)
     torch.testing.assert_close(video_embeds(model, videos), baseline_embeds(model, videos), rtol=0, atol=0)
 
@@ -49,7 +49,8 @@ def test_joint_attention_mixes_frames(clip, clip_config):
 
 @pytest.mark.parametrize("parts", [{"image_temp": False}, {"text_temp": False}, {}])
 def test_reversing_frames_changes_the_embedding_unlike_mean_pooling(clip, clip_config, parts):
-    model = get_peft_model(clip, TFVLConfig(num_frames=4, text_temp_gate_init=1.0, **parts)).eval()
+    """With the defaults (TextTemp's gate at 1), order counts from the first step."""
+    model = get_peft_model(clip, TFVLConfig(num_frames=4, **parts)).eval()
     videos = random_videos(clip_config, 2, 4)
     reversed_videos = videos.flip(1)
     torch.testing.assert_close(baseline_embeds(model, videos), baseline_embeds(model, reversed_videos))
@@ -65,16 +66,17 @@ def test_padded_video_embeds_like_the_shorter_video(clip, clip_config):
     torch.testing.assert_close(video_embeds(model, padded, mask), video_embeds(model, short), rtol=1e-5, atol=1e-6)
 
 
+TEXT_TEMP_TENSORS = ("frame_positions", "text_prompts", "frame_to_text.weight", "frame_to_text.bias")
+
+
 @pytest.mark.parametrize(
     "parts, expected_names",
     [
-        ({}, {"frame_prompts", "video_prompts", "text_prompts", "frame_to_text.weight", "frame_to_text.bias", "gate"}),
-        ({"image_temp": False}, {"text_prompts", "frame_to_text.weight", "frame_to_text.bias", "gate"}),
+        ({}, {"frame_prompts", "video_prompts", *TEXT_TEMP_TENSORS, "gate"}),
+        ({"image_temp": False}, {*TEXT_TEMP_TENSORS, "gate"}),
         ({"text_temp": False}, {"frame_prompts", "video_prompts"}),
-        (
-            {"text_temp_fusion": "replace"},
-            {"frame_prompts", "video_prompts", "text_prompts", "frame_to_text.weight", "frame_to_text.bias"},
-        ),
+        ({"text_temp_fusion": "replace"}, {"frame_prompts", "video_prompts", *TEXT_TEMP_TENSORS}),
+        ({"text_temp_frame_positions": "text", "image_temp": False}, {*TEXT_TEMP_TENSORS[1:], "gate"}),
     ],
 )
 def test_switches_allocate_only_their_parts(clip, parts, expected_names):
@@ -87,7 +89,8 @@ def test_exact_parameter_count(clip, clip_config):
     config = TFVLConfig(num_frames=4, image_temp_layers=[-1], image_temp_frame_prompts=3, image_temp_video_prompts=2)
     model = get_peft_model(clip, config)
     vision, text, proj = clip_config.vision_config.hidden_size, clip_config.text_config.hidden_size, 16
-    expected = 1 * 4 * 3 * vision + 1 * 2 * vision + 16 * text + (proj * text + text) + 1
+    # frame prompts, video prompts, text prompts, frame_to_text, learned frame positions (4 x text), gate
+    expected = 1 * 4 * 3 * vision + 1 * 2 * vision + 16 * text + (proj * text + text) + 4 * text + 1
     assert model.get_nb_trainable_parameters()[0] == expected
 
 

@@ -45,12 +45,16 @@ class DGLConfig(VideoAdapterConfig):
             The video embedding, read after `post_layernorm` and `visual_projection` of the last layer:
             `"global_prompt0"` (the first global prompt; the reference's default), `"mean_global_prompts"`,
             `"mean_frame_cls"` (over real frames) or `"mean_global_prompts_and_frame_cls"` (the global prompts and the
-            real frames' CLS tokens, all weighted equally).
+            real frames' CLS tokens, all weighted equally). At initialisation `"global_prompt0"` is nearly the same
+            vector for every video (a random token through frozen layers); on a small CLIP with a short budget it stays
+            far below zero-shot, while `"mean_frame_cls"` starts near mean pooling (docs/methods/dgl.md, "On the
+            offline world").
         temporal_embedding (`bool`):
             Not in the reference (off by default; with it off the computation is the reference's). A learnable
             embedding per frame index, `[num_frames, vision width]`, zero at init, added to every token of frame t
             before the first vision layer, so that the global prompts see which frame a token comes from. Without
-            it DGL sees frame order only through each frame's own local prompts (see docs/methods/dgl.md).
+            it DGL sees frame order only through each frame's own local prompts (see docs/methods/dgl.md, which
+            gives its measured effect on the offline world).
     """
 
     latent_space: Literal["transformer", "linear"] = field(

@@ -34,6 +34,15 @@ register_video_method(
             num_frames=num_frames, image_temp=False, text_temp_gate_init=0.5
         ),
         "tfvl_image_temp": lambda num_frames: TFVLConfig(num_frames=num_frames, text_temp=False),
+        # TextTemp's fields before issue 13: frame words at their own scale, not centred, frozen text positions only
+        "tfvl_text_temp_plain": lambda num_frames: TFVLConfig(
+            num_frames=num_frames,
+            image_temp=False,
+            text_temp_gate_init=0.5,
+            text_temp_word_scale="free",
+            text_temp_center_frames=False,
+            text_temp_frame_positions="text",
+        ),  # fmt: skip
     },
 )
 

@@ -33,10 +33,11 @@ class TFVLConfig(VideoAdapterConfig):
             encoder's positions (77 for CLIP).
         text_temp_fusion (`str`):
             `"residual"`: video embedding = mean of frame embeddings + gate · TextTemp output, the gate a learnable
-            scalar starting at `text_temp_gate_init` (0: training starts from the mean-pooling head). `"replace"`: the
-            TextTemp output alone.
+            scalar starting at `text_temp_gate_init`. `"replace"`: the TextTemp output alone.
         text_temp_gate_init (`float`):
-            Initial value of the residual gate.
+            Initial value of the residual gate. Default 1: TextTemp's order signal counts from the first step. With 0
+            (the default before issue 13) training starts exactly at the mean-pooling head, but the gate only reached
+            ~0.1 in a run and TextTemp alone stayed near chance on reversed twins (docs/methods/tfvl.md).
         text_temp_word_scale (`str`):
             `"token"`: every projected frame `W f_t` is rescaled to the mean norm of the frozen token embeddings, the
             scale at which the text encoder reads words, so that its positional embeddings (which carry the frame
@@ -68,15 +69,15 @@ class TFVLConfig(VideoAdapterConfig):
     text_temp_fusion: Literal["residual", "replace"] = field(
         default="residual", metadata={"help": f"How TextTemp's output forms the video embedding: {TEXT_TEMP_FUSIONS}."}
     )
-    text_temp_gate_init: float = field(default=0.0, metadata={"help": "Initial residual gate of TextTemp."})
+    text_temp_gate_init: float = field(default=1.0, metadata={"help": "Initial residual gate of TextTemp."})
     text_temp_center_frames: bool = field(
-        default=False, metadata={"help": "Feed TextTemp frame embeddings minus their mean over the video."}
+        default=True, metadata={"help": "Feed TextTemp frame embeddings minus their mean over the video."}
     )
     text_temp_frame_positions: Literal["text", "learned"] = field(
-        default="text", metadata={"help": "Frame order in TextTemp: frozen text positions, or also learned ones."}
+        default="learned", metadata={"help": "Frame order in TextTemp: frozen text positions, or also learned ones."}
     )
     text_temp_word_scale: Literal["token", "free"] = field(
-        default="free",
+        default="token",
         metadata={"help": f"Scale of the frame words TextTemp feeds the text encoder: {TEXT_TEMP_WORD_SCALES}."},
     )
     image_temp_layers: list[int] = field(
