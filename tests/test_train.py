@@ -12,7 +12,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import REPO, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import (
+    REPO,
+    WORLD,
+    base_argv,
+    load_script,
+    recording_hub_uploads,
+    write_tiny_clip,
+    write_tiny_world,
+)
 
 # 16 training pairs in batches of 4: 4 steps per epoch, so 6 steps cross an epoch boundary and a checkpoint at step 3
 # sits in the middle of an epoch.
@@ -41,41 +49,14 @@ def read_losses(output_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in lines]
 
 
-class FakeHubApi:
-    """Records what `push_to_hub` would upload (no network)."""
-
-    uploads: list[dict] = []
-
-    def __init__(self, token=None):
-        self.token = token
-
-    def create_repo(self, repo_id, private=None, exist_ok=True, token=None):
-        return SimpleNamespace(repo_id=repo_id)
-
-    def hf_hub_download(self, repo_id, filename, revision=None, token=None):
-        from huggingface_hub.errors import EntryNotFoundError
-
-        raise EntryNotFoundError(f"{filename} not in {repo_id}")
-
-    def upload_folder(self, repo_id, folder_path, **kwargs):
-        folder = Path(folder_path)
-        files = sorted(p.name for p in folder.iterdir())
-        self.uploads.append({"repo_id": repo_id, "files": files, "readme": (folder / "README.md").read_text()})
-        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/fake")
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(train, assets):
     output_dir = assets.root / "uninterrupted"
-    FakeHubApi.uploads = []
-    with pytest.MonkeyPatch.context() as patch:
-        import huggingface_hub
-
-        patch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    with recording_hub_uploads() as uploads:
         argv = argv_for(assets, output_dir) + RESUME_ARGS
         argv += ["--eval_before_training", "true", "--push_to_hub", "true", "--hub_model_id", "someone/tiny-tfvl"]
         metrics = train.main(argv)
-    return SimpleNamespace(output_dir=output_dir, metrics=metrics, uploads=list(FakeHubApi.uploads))
+    return SimpleNamespace(output_dir=output_dir, metrics=metrics, uploads=list(uploads))
 
 
 def test_run_saves_adapter_card_metrics_and_pushes(uninterrupted):

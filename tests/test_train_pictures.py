@@ -16,7 +16,7 @@ import torch
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
-from train_fixtures import WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import WORLD, base_argv, load_script, recording_hub_uploads, write_tiny_clip, write_tiny_world
 
 from peft_video.hub import write_model_card
 from peft_video.processing import VideoTextProcessor
@@ -30,28 +30,6 @@ def green_pixels(image: Image.Image) -> int:
     return int(((pixels[..., 1] > 130) & (pixels[..., 0] < 60) & (pixels[..., 2] < 100)).sum())
 
 
-class FakeHubApi:
-    """Records the files `push_adapter_to_hub` would upload (no network)."""
-
-    uploads: list[dict] = []
-
-    def __init__(self, token=None):
-        pass
-
-    def create_repo(self, repo_id, **kwargs):
-        return SimpleNamespace(repo_id=repo_id)
-
-    def hf_hub_download(self, repo_id, filename, **kwargs):
-        from huggingface_hub.errors import EntryNotFoundError
-
-        raise EntryNotFoundError(f"{filename} not in {repo_id}")
-
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
-        self.uploads.append({"repo_id": repo_id, "files": files})
-        return SimpleNamespace(commit_url="fake")
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny TFVL run with TensorBoard on, validation at each of 2 steps, and a push to a fake Hub."""
@@ -62,15 +40,9 @@ def run(tmp_path_factory):
     argv = base_argv(clip, world, output_dir) + ["--max_steps", "2", "--eval_steps", "1", "--logging_steps", "1"]
     argv += ["--report_to", "tensorboard", "--log_gallery_queries", "2", "--card_gallery_queries", "2"]
     argv += ["--push_to_hub", "true", "--hub_model_id", "someone/tiny-tfvl"]
-    FakeHubApi.uploads = []
-    with pytest.MonkeyPatch.context() as patch:
-        import huggingface_hub
-
-        patch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    with recording_hub_uploads() as uploads:
         metrics = load_script("train").main(argv)
-    return SimpleNamespace(
-        root=root, clip=clip, world=world, out=output_dir, metrics=metrics, uploads=list(FakeHubApi.uploads)
-    )
+    return SimpleNamespace(root=root, clip=clip, world=world, out=output_dir, metrics=metrics, uploads=list(uploads))
 
 
 def test_the_processor_beside_the_adapter_gives_the_inputs_the_run_evaluated(run):

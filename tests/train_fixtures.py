@@ -3,6 +3,7 @@ folder with the world's tokenizer (so the tests never need the committed tiny CL
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -106,3 +107,43 @@ def launch_two_processes(script: str, args: list[str], timeout: int = 500) -> su
     result = subprocess.run(command, capture_output=True, text=True, errors="replace", env=env, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+class FakeHubApi:
+    """Records what `push_to_hub` would upload, instead of the network: `uploads` gets one entry per upload folder
+    (`repo_id`, `files` {name: bytes}, `readme` text). Used through `recording_hub_uploads`."""
+
+    uploads: list[dict] = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, **kwargs):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(repo_id=repo_id)
+
+    def hf_hub_download(self, repo_id, filename, **kwargs):  # the repository is new: it holds no README yet
+        from huggingface_hub.errors import EntryNotFoundError
+
+        raise EntryNotFoundError(f"{filename} not in {repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        from types import SimpleNamespace
+
+        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        readme = files.get("README.md", b"").decode("utf-8")
+        self.uploads.append({"repo_id": repo_id, "files": files, "readme": readme})
+        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/fake")
+
+
+@contextlib.contextmanager
+def recording_hub_uploads():
+    """`huggingface_hub.HfApi` replaced by `FakeHubApi` inside the block; yields the list of uploads it records."""
+    import huggingface_hub
+    import pytest
+
+    FakeHubApi.uploads = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+        yield FakeHubApi.uploads
