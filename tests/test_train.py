@@ -18,8 +18,7 @@ from train_fixtures import (
     base_argv,
     load_script,
     recording_hub_uploads,
-    write_tiny_clip,
-    write_tiny_world,
+    write_tiny_assets,
 )
 
 # 16 training pairs in batches of 4: 4 steps per epoch, so 6 steps cross an epoch boundary and a checkpoint at step 3
@@ -34,10 +33,7 @@ def train():
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_assets")
-    clip_dir = write_tiny_clip(root / "clip")
-    write_tiny_world(root / "world")
-    return SimpleNamespace(root=root, clip=clip_dir, world=root / "world")
+    return write_tiny_assets(tmp_path_factory.mktemp("train_assets"))
 
 
 def argv_for(assets, output_dir: Path, method: str = "tfvl") -> list[str]:

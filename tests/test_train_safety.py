@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-from train_fixtures import base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import base_argv, load_script, write_tiny_assets
 from video_fixtures import write_partly_decodable, write_random_bytes
 
 # 4 steps of 4 pairs; checkpoints at every step, the two newest kept.
@@ -26,10 +25,7 @@ def train():
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_safety")
-    clip_dir = write_tiny_clip(root / "clip")
-    write_tiny_world(root / "world")
-    return SimpleNamespace(root=root, clip=clip_dir, world=root / "world")
+    return write_tiny_assets(tmp_path_factory.mktemp("train_safety"))
 
 
 def argv_for(assets, output_dir: Path, method: str = "tfvl") -> list[str]:
