@@ -13,14 +13,16 @@ the gallery), and the twin accuracy (how often a caption scores its own video ab
 count one half, so frame-mean pooling is at 50 % by construction) overall and per kind of twin, with its number of
 captions n. Ties count against the ground truth in R@K.
 
-Runs are kept under --runs_dir; finished runs are not redone, so the script can be resumed or run a few rows at a time
-(main rows first, ablations later). `--table_only` writes the table from the runs that finished, each row over the
-seeds it has (the "seeds" column says which).
+Runs are kept under --runs_dir, in a folder per budget (steps, evaluation cadence, frames, world); finished runs
+are not redone, so the script can be resumed or run a few rows at a time (main rows first, ablations later).
+`--table_only` writes the table from the runs that finished, each row over the seeds it has (the "seeds" column says
+which).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -95,10 +97,20 @@ def train_command(row: str, seed: int, out_dir: Path, args) -> list[str]:
     return command
 
 
+def run_dir(row: str, seed: int, args) -> Path:
+    """Where (row, seed) is kept: under a folder named by the budget (steps, evaluation cadence, frames, world) and,
+    for a row given extra fields, by a digest of them, so that runs of different settings never stand in for each
+    other when the script resumes or tabulates."""
+    budget = f"steps{args.max_steps}_eval{args.eval_steps}_frames{args.frames}_world{'-'.join(map(str, args.world))}"
+    extra = args.method_config.get(row)
+    name = f"{row}+{hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:8]}" if extra else row
+    return args.runs_dir / budget / name / f"seed{seed}"
+
+
 def run_one(row: str, seed: int, args) -> None:
     """Train (row, seed) unless it has finished or another invocation of this script is running it (its lock file
     exists: delete a lock left by a killed invocation before resuming)."""
-    out_dir = args.runs_dir / row / f"seed{seed}"
+    out_dir = run_dir(row, seed, args)
     if (out_dir / "metrics.json").exists():
         return
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +164,7 @@ def finished(row: str, seeds: list[int], args) -> dict[int, dict]:
     return {
         seed: summarise(json.loads(path.read_text()))
         for seed in seeds
-        if (path := args.runs_dir / row / f"seed{seed}" / "metrics.json").exists()
+        if (path := run_dir(row, seed, args) / "metrics.json").exists()
     }
 
 

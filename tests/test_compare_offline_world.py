@@ -70,7 +70,7 @@ def fake_metrics(twin: float) -> dict:
 def test_table_averages_the_finished_seeds_and_says_which(compare, tmp_path):
     args = arguments(compare, tmp_path)
     for seed, twin in ((0, 80.0), (2, 90.0)):
-        run = args.runs_dir / "tfvl" / f"seed{seed}"
+        run = compare.run_dir("tfvl", seed, args)
         run.mkdir(parents=True)
         (run / "metrics.json").write_text(json.dumps(fake_metrics(twin)))
     table = compare.table(["tfvl", "dgl"], args)
@@ -79,6 +79,21 @@ def test_table_averages_the_finished_seeds_and_says_which(compare, tmp_path):
     assert "twin order (n=10)" in table and "twin acc. (n=40)" in table
     dgl = next(line for line in table.splitlines() if line.startswith("| dgl:"))
     assert "not run" in dgl and dgl.endswith("| none |")
+
+
+def test_runs_of_another_budget_or_other_fields_are_not_tabulated(compare, tmp_path):
+    args = arguments(compare, tmp_path)
+    run = compare.run_dir("tfvl", 0, args)
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(fake_metrics(80.0)))
+    assert "80.0 ± 0.0" in compare.table(["tfvl"], args)
+    longer = argparse.Namespace(**{**vars(args), "max_steps": 14})
+    with pytest.raises(SystemExit, match="no finished run"):
+        compare.table(["tfvl"], longer)
+    other_fields = argparse.Namespace(**{**vars(args), "method_config": {"tfvl": {"text_temp": False}}})
+    assert compare.run_dir("tfvl", 0, other_fields) != run
+    with pytest.raises(SystemExit, match="no finished run"):
+        compare.table(["tfvl"], other_fields)
 
 
 def test_order_head_sees_order_and_trains_with_the_recipe_on_a_tiny_world(tmp_path):
