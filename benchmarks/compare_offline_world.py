@@ -45,6 +45,9 @@ TFVL_OLD_DEFAULTS = {
     "text_temp_gate_init": 0.0,
 }
 
+# TextTemp reading the frames minus their mean, chosen in issue 13 and dropped when it was found to hide colour changes
+CENTRED = {"text_temp_center_frames": True}
+
 # row -> (description, config file (None: the order-head reference script), method_config overrides)
 ROWS: dict[str, tuple[str, str | None, dict]] = {
     "zero_shot": ("zero-shot CLIP, mean pooling", "offline_world_zero_shot.yaml", {}),
@@ -58,8 +61,14 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
     "dgl_linear": ("DGL-Linear (frame-CLS readout)", "offline_world_dgl.yaml", {"latent_space": "linear"}),
     "prompt_cube": ("Prompt Cube", "offline_world_prompt_cube.yaml", {}),
     ORDER_HEAD: ("reference: order-aware head on frozen frame embeddings", None, {}),
+    "tfvl_centred": ("TFVL, centred frame words (the default for a while in issue 13)", "demo_tfvl.yaml", CENTRED),
     "tfvl_old_defaults": ("TFVL, TextTemp fields before issue 13", "demo_tfvl.yaml", TFVL_OLD_DEFAULTS),
     "tfvl_text_temp": ("TFVL, TextTemp only", "demo_tfvl.yaml", {"image_temp": False}),
+    "tfvl_text_temp_centred": (
+        "TFVL, TextTemp only, centred frame words",
+        "demo_tfvl.yaml",
+        {"image_temp": False, **CENTRED},
+    ),
     "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
     "tfvl_text_temp_old_defaults": (
         "TFVL, TextTemp only, fields before issue 13",

@@ -44,8 +44,10 @@ class TFVLConfig(VideoAdapterConfig):
             order) keep the weight they have for real words. `"free"`: `W f_t` as it comes (CLIP image embeddings
             are ~30-50 times larger than token embeddings, which drowns the positions).
         text_temp_center_frames (`bool`):
-            Feed TextTemp the frames minus their mean over the video (what changes over time), not the frames: the
-            frames of a video share most of their embedding, which the residual fusion's mean already carries.
+            Feed TextTemp the frames minus their mean over the video (what changes over time), not the frames. Off by
+            default: centring keeps only the difference between what a video shows early and late, and loses what
+            each frame shows; on the offline world it left colour changes (A turning into B against B into A) at
+            chance (docs/methods/tfvl.md).
         text_temp_frame_positions (`str`):
             How TextTemp tells frames apart: `"text"`, only the frozen text positional embeddings of their slots;
             `"learned"`, also a learnable embedding per frame index (text width, zero at init) added to each frame
@@ -71,7 +73,7 @@ class TFVLConfig(VideoAdapterConfig):
     )
     text_temp_gate_init: float = field(default=1.0, metadata={"help": "Initial residual gate of TextTemp."})
     text_temp_center_frames: bool = field(
-        default=True, metadata={"help": "Feed TextTemp frame embeddings minus their mean over the video."}
+        default=False, metadata={"help": "Feed TextTemp frame embeddings minus their mean over the video."}
     )
     text_temp_frame_positions: Literal["text", "learned"] = field(
         default="learned", metadata={"help": "Frame order in TextTemp: frozen text positions, or also learned ones."}
