@@ -69,6 +69,7 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
         "demo_tfvl.yaml",
         {"image_temp": False, **CENTRED},
     ),
+    "tfvl_one_joint_layer": ("TFVL, ImageTemp in the last layer only", "demo_tfvl.yaml", {"image_temp_layers": [-1]}),
     "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
     "tfvl_text_temp_old_defaults": (
         "TFVL, TextTemp only, fields before issue 13",
