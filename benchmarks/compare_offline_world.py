@@ -48,11 +48,14 @@ TFVL_OLD_DEFAULTS = {
 # TextTemp reading the frames minus their mean, chosen in issue 13 and dropped when it was found to hide colour changes
 CENTRED = {"text_temp_center_frames": True}
 
+# the library's default joint layers (sized for ViT-B/32); the main job's config uses one on the 4-layer tiny CLIP
+TWO_JOINT_LAYERS = {"image_temp_layers": [-2, -1]}
+
 # row -> (description, config file (None: the order-head reference script), method_config overrides)
 ROWS: dict[str, tuple[str, str | None, dict]] = {
     "zero_shot": ("zero-shot CLIP, mean pooling", "offline_world_zero_shot.yaml", {}),
     "full_finetune": ("full fine-tuning, mean pooling", "offline_world_full_finetune.yaml", {}),
-    "tfvl": ("TFVL (TextTemp + ImageTemp), defaults", "demo_tfvl.yaml", {}),
+    "tfvl": ("TFVL (TextTemp + ImageTemp), the main job's config (one joint layer)", "demo_tfvl.yaml", {}),
     "dgl": (
         "DGL, transformer generator (frame-CLS readout)",
         "offline_world_dgl.yaml",
@@ -61,16 +64,28 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
     "dgl_linear": ("DGL-Linear (frame-CLS readout)", "offline_world_dgl.yaml", {"latent_space": "linear"}),
     "prompt_cube": ("Prompt Cube", "offline_world_prompt_cube.yaml", {}),
     ORDER_HEAD: ("reference: order-aware head on frozen frame embeddings", None, {}),
-    "tfvl_centred": ("TFVL, centred frame words (the default for a while in issue 13)", "demo_tfvl.yaml", CENTRED),
-    "tfvl_old_defaults": ("TFVL, TextTemp fields before issue 13", "demo_tfvl.yaml", TFVL_OLD_DEFAULTS),
+    "tfvl_two_joint_layers": ("TFVL, library defaults (two joint layers)", "demo_tfvl.yaml", TWO_JOINT_LAYERS),
+    "tfvl_centred": (
+        "TFVL, two joint layers, centred frame words (the defaults for a while in issue 13)",
+        "demo_tfvl.yaml",
+        {**TWO_JOINT_LAYERS, **CENTRED},
+    ),
+    "tfvl_old_defaults": (
+        "TFVL, two joint layers, TextTemp fields before issue 13",
+        "demo_tfvl.yaml",
+        {**TWO_JOINT_LAYERS, **TFVL_OLD_DEFAULTS},
+    ),
     "tfvl_text_temp": ("TFVL, TextTemp only", "demo_tfvl.yaml", {"image_temp": False}),
     "tfvl_text_temp_centred": (
         "TFVL, TextTemp only, centred frame words",
         "demo_tfvl.yaml",
         {"image_temp": False, **CENTRED},
     ),
-    "tfvl_one_joint_layer": ("TFVL, ImageTemp in the last layer only", "demo_tfvl.yaml", {"image_temp_layers": [-1]}),
-    "tfvl_image_temp": ("TFVL, ImageTemp only", "demo_tfvl.yaml", {"text_temp": False}),
+    "tfvl_image_temp": (
+        "TFVL, ImageTemp only, two joint layers",
+        "demo_tfvl.yaml",
+        {"text_temp": False, **TWO_JOINT_LAYERS},
+    ),
     "tfvl_text_temp_old_defaults": (
         "TFVL, TextTemp only, fields before issue 13",
         "demo_tfvl.yaml",
