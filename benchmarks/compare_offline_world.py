@@ -70,6 +70,7 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
         "demo_tfvl.yaml",
         {**TWO_JOINT_LAYERS, **CENTRED},
     ),
+    "tfvl_centred_one_joint_layer": ("TFVL, one joint layer, centred frame words", "demo_tfvl.yaml", CENTRED),
     "tfvl_old_defaults": (
         "TFVL, two joint layers, TextTemp fields before issue 13",
         "demo_tfvl.yaml",
