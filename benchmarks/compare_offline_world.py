@@ -64,6 +64,11 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
     "dgl_linear": ("DGL-Linear (frame-CLS readout)", "offline_world_dgl.yaml", {"latent_space": "linear"}),
     "prompt_cube": ("Prompt Cube", "offline_world_prompt_cube.yaml", {}),
     ORDER_HEAD: ("reference: order-aware head on frozen frame embeddings", None, {}),
+    "tfvl_frame_embedding": (
+        "TFVL, one joint layer, plus a frame-index embedding on every token",
+        "demo_tfvl.yaml",
+        {"image_temp_frame_embedding": True},
+    ),
     "tfvl_two_joint_layers": ("TFVL, library defaults (two joint layers)", "demo_tfvl.yaml", TWO_JOINT_LAYERS),
     "tfvl_centred": (
         "TFVL, two joint layers, centred frame words (the defaults for a while in issue 13)",
