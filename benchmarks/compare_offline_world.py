@@ -104,7 +104,6 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
         {"visual_output": "global_prompt0"},
     ),
 }
-MAIN_ROWS = ["zero_shot", "full_finetune", "tfvl", "dgl", "dgl_linear", "prompt_cube", ORDER_HEAD]
 TWIN_KINDS = ("order", "motion", "colour", "size")
 
 
@@ -222,9 +221,9 @@ def table(rows: list[str], args) -> str:
         'order-sensitive subset (each video\'s exact reverse, with the reversed caption, is in the gallery). "twin": '
         "how often a caption scores its own video above the same frames reversed, over all twins and per kind (ties "
         "one half; frame-mean pooling is at 50 % by construction); n: captions scored. Ties count against the ground "
-        "truth in R@K. Figures from each run's metrics.json (test split, the selected model). Train time: wall clock "
-        f"with {args.threads} thread(s) per run and {args.parallel} runs at once on a shared, loaded machine (compare "
-        "within a table only).",
+        "truth in R@K. Figures from each run's metrics.json (test split, the selected model). Train time: each run's "
+        "own wall clock as its metrics.json records it, with other runs sharing the machine (compare within a table "
+        "only).",
         "",
         "| row | " + " | ".join(columns) + " | trainable | train s | seeds |",
         "|---|" + "---:|" * (len(columns) + 3),
