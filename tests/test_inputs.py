@@ -39,7 +39,9 @@ def test_more_frames_than_text_temp_positions_allow(clip):
     with pytest.raises(
         ValueError, match=r"TextTemp reads \[SOT; 16 prompts; 70 frames; EOT\] = 88 tokens.*77 positions"
     ):
-        get_peft_model(clip, TFVLConfig(num_frames=70))
+        get_peft_model(clip, TFVLConfig(num_frames=70, text_temp_prompt_tokens=16))
+    with pytest.raises(ValueError, match=r"TextTemp reads \[SOT; 0 prompts; 76 frames; EOT\] = 78 tokens"):
+        get_peft_model(clip, TFVLConfig(num_frames=76))
 
 
 def test_text_and_video_batch_mismatch_with_loss(model, clip_config):

@@ -66,7 +66,7 @@ def test_padded_video_embeds_like_the_shorter_video(clip, clip_config):
     torch.testing.assert_close(video_embeds(model, padded, mask), video_embeds(model, short), rtol=1e-5, atol=1e-6)
 
 
-TEXT_TEMP_TENSORS = ("frame_positions", "text_prompts", "frame_to_text.weight", "frame_to_text.bias")
+TEXT_TEMP_TENSORS = ("frame_positions", "frame_to_text.weight", "frame_to_text.bias")
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,7 @@ TEXT_TEMP_TENSORS = ("frame_positions", "text_prompts", "frame_to_text.weight", 
         ({"text_temp": False}, {"frame_prompts", "video_prompts"}),
         ({"text_temp_fusion": "replace"}, {"frame_prompts", "video_prompts", *TEXT_TEMP_TENSORS}),
         ({"text_temp_frame_positions": "text", "image_temp": False}, {*TEXT_TEMP_TENSORS[1:], "gate"}),
+        ({"text_temp_prompt_tokens": 4, "image_temp": False}, {*TEXT_TEMP_TENSORS, "text_prompts", "gate"}),
     ],
 )
 def test_switches_allocate_only_their_parts(clip, parts, expected_names):
@@ -85,12 +86,19 @@ def test_switches_allocate_only_their_parts(clip, parts, expected_names):
     assert names == expected_names
 
 
-def test_exact_parameter_count(clip, clip_config):
-    config = TFVLConfig(num_frames=4, image_temp_layers=[-1], image_temp_frame_prompts=3, image_temp_video_prompts=2)
+@pytest.mark.parametrize("text_prompts", [0, 5])
+def test_exact_parameter_count(clip, clip_config, text_prompts):
+    config = TFVLConfig(
+        num_frames=4,
+        image_temp_layers=[-1],
+        image_temp_frame_prompts=3,
+        image_temp_video_prompts=2,
+        text_temp_prompt_tokens=text_prompts,
+    )
     model = get_peft_model(clip, config)
     vision, text, proj = clip_config.vision_config.hidden_size, clip_config.text_config.hidden_size, 16
     # frame prompts, video prompts, text prompts, frame_to_text, learned frame positions (4 x text), gate
-    expected = 1 * 4 * 3 * vision + 1 * 2 * vision + 16 * text + (proj * text + text) + 4 * text + 1
+    expected = 1 * 4 * 3 * vision + 1 * 2 * vision + text_prompts * text + (proj * text + text) + 4 * text + 1
     assert model.get_nb_trainable_parameters()[0] == expected
 
 

@@ -34,6 +34,9 @@ register_video_method(
             num_frames=num_frames, image_temp=False, text_temp_gate_init=0.5
         ),
         "tfvl_image_temp": lambda num_frames: TFVLConfig(num_frames=num_frames, text_temp=False),
+        "tfvl_text_prompts": lambda num_frames: TFVLConfig(
+            num_frames=num_frames, text_temp_prompt_tokens=4, text_temp_gate_init=0.5
+        ),
         # TextTemp's fields before issue 13: frame words at their own scale, not centred, frozen text positions only
         "tfvl_text_temp_plain": lambda num_frames: TFVLConfig(
             num_frames=num_frames,

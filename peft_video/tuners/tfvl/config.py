@@ -30,7 +30,11 @@ class TFVLConfig(VideoAdapterConfig):
             attention a sense of frame order.
         text_temp_prompt_tokens (`int`):
             Learnable prompt tokens m after SOT in TextTemp's sentence. `m + num_frames + 2` must fit in the text
-            encoder's positions (77 for CLIP).
+            encoder's positions (77 for CLIP). Default 0 (16 before): every prompt pushes the frame words one text
+            position further, and positions past a caption's usual length are ones the text encoder barely learnt
+            (CLIP's effective text length is under 20 tokens, Long-CLIP); on the offline world, whose tiny CLIP
+            never saw a caption past position 16, 16 prompts cost 1.7 points of twin accuracy and 9 on colour
+            changes (docs/methods/tfvl.md).
         text_temp_fusion (`str`):
             `"residual"`: video embedding = mean of frame embeddings + gate · TextTemp output, the gate a learnable
             scalar starting at `text_temp_gate_init`. `"replace"`: the TextTemp output alone.
@@ -67,7 +71,7 @@ class TFVLConfig(VideoAdapterConfig):
 
     text_temp: bool = field(default=True, metadata={"help": "Enable TextTemp, the temporal video head."})
     image_temp: bool = field(default=True, metadata={"help": "Enable ImageTemp, joint spatio-temporal layers."})
-    text_temp_prompt_tokens: int = field(default=16, metadata={"help": "Prompt tokens after SOT in TextTemp."})
+    text_temp_prompt_tokens: int = field(default=0, metadata={"help": "Prompt tokens after SOT in TextTemp."})
     text_temp_fusion: Literal["residual", "replace"] = field(
         default="residual", metadata={"help": f"How TextTemp's output forms the video embedding: {TEXT_TEMP_FUSIONS}."}
     )

@@ -64,7 +64,8 @@ class TFVLModule(VideoAdapterModule):
                     f"{self.text_positions - config.text_temp_prompt_tokens - 2} frames or fewer prompts."
                 )
             self.frame_to_text = nn.Linear(clip.config.projection_dim, text.hidden_size)
-            self.text_prompts = nn.Parameter(torch.randn(config.text_temp_prompt_tokens, text.hidden_size) * 0.02)
+            if config.text_temp_prompt_tokens:
+                self.text_prompts = nn.Parameter(torch.randn(config.text_temp_prompt_tokens, text.hidden_size) * 0.02)
             if config.text_temp_frame_positions == "learned":
                 self.frame_positions = nn.Parameter(torch.zeros(config.num_frames, text.hidden_size))
             if config.text_temp_fusion == "residual":
@@ -152,7 +153,8 @@ class TFVLModule(VideoAdapterModule):
         dtype = frame_embeds.dtype
         special = embeddings.token_embedding.weight[[self.sot_id, self.eot_id]].to(dtype)
         sot, eot = special[0].expand(batch, 1, -1), special[1].expand(batch, 1, -1)
-        prompts = self.text_prompts.to(dtype).expand(batch, -1, -1)
+        num_prompts = self.config.text_temp_prompt_tokens
+        prompts = [self.text_prompts.to(dtype).expand(batch, -1, -1)] if num_prompts else []
         if self.config.text_temp_center_frames:
             frame_embeds = frame_embeds - clip_ops.masked_mean(frame_embeds, video_mask)[:, None]
         # the adapter's own layers compute in their dtype (float32 under autocast_adapter_dtype), as peft's LoRA does
@@ -162,10 +164,10 @@ class TFVLModule(VideoAdapterModule):
             words = F.normalize(words, dim=-1) * scale
         if self.config.text_temp_frame_positions == "learned":
             words = words + self.frame_positions[:frames].to(dtype)
-        sequence = torch.cat([sot, prompts, words, eot], dim=1)
+        sequence = torch.cat([sot, *prompts, words, eot], dim=1)
         length = sequence.shape[1]
         # EOT goes right after the last real frame; what follows it is invisible to EOT under the causal mask
-        eot_position = 1 + prompts.shape[1] + video_mask.sum(1)
+        eot_position = 1 + num_prompts + video_mask.sum(1)
         positions = torch.arange(length, device=sequence.device)
         sequence = torch.where((positions[None, :] == eot_position[:, None])[..., None], eot, sequence)
         sequence = sequence + embeddings.position_embedding.weight[:length].to(dtype)
