@@ -28,7 +28,15 @@ from peft_video.synthetic import (
     still_frame_recall,
     write_world,
 )
-from peft_video.synthetic.grammar import BACKGROUND, COLOURS, POSITIONS, TEMPORAL_WORDS, all_words
+from peft_video.synthetic.grammar import (
+    BACKGROUND,
+    COLOURS,
+    POSITION_PHRASES,
+    POSITIONS,
+    SIZE_WORDS,
+    TEMPORAL_WORDS,
+    all_words,
+)
 
 # Zero-shot text->image R@1 (%) of the committed tiny CLIP on the 100 held-out stills of the test below; the committed
 # weights score 99 there (94-99 on seeds 1-3; benchmarks/results/tiny_clip_pretraining.md has 500 stills).
@@ -456,6 +464,19 @@ def test_tiny_clip_text_embedding_ignores_padding(tiny_clip):
         a = model.get_text_features(**short).pooler_output
         b = model.get_text_features(**padded).pooler_output
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_pretraining_captions_never_reach_text_position_17(tiny_clip):
+    """docs/methods/tfvl.md: the tiny CLIP was pretrained on still captions only, so its text positions from 17 on
+    never held a word; TextTemp's frame words behind 16 prompts sat at positions 17-28."""
+    _, tokenizer = tiny_clip
+    longest_place = max(POSITION_PHRASES.values(), key=lambda phrase: len(phrase.split()))
+    # the longest still caption: a pair (its objects carry no size word) at the longest places
+    longest = " and ".join([f"a red circle {longest_place}"] * 2)
+    assert len(tokenizer(longest).input_ids) == 17  # SOT and EOT included: positions 0-16
+    assert len(tokenizer(f"a {SIZE_WORDS[0]} red circle {longest_place}").input_ids) < 17  # a single object
+    _, captions = generate_stills(300, seed=0)
+    assert max(len(ids) for ids in tokenizer(captions).input_ids) == 17
 
 
 def test_tiny_clip_zero_shot_still_frame_recall_stays_above_floor(tiny_clip):
