@@ -30,11 +30,11 @@ class TFVLConfig(VideoAdapterConfig):
             attention a sense of frame order.
         text_temp_prompt_tokens (`int`):
             Learnable prompt tokens m after SOT in TextTemp's sentence. `m + num_frames + 2` must fit in the text
-            encoder's positions (77 for CLIP). Default 0 (16 before): every prompt pushes the frame words one text
-            position further, and positions past a caption's usual length are ones the text encoder barely learnt
-            (CLIP's effective text length is under 20 tokens, Long-CLIP); on the offline world, whose tiny CLIP
-            never saw a caption past position 16, 16 prompts cost 1.7 points of twin accuracy and 9 on colour
-            changes (docs/methods/tfvl.md).
+            encoder's positions (77 for CLIP). Default 0 (16 before), measured on the offline world: with prompts
+            before the frame words TextTemp learnt colour changes more slowly, 4 prompts no better than 16 (so not
+            because of how far the words sit), and 0 gained 1.7 points of twin accuracy and 9 on colour changes over
+            16 (docs/methods/tfvl.md). With 0 the frame words also sit where CLIP's text encoder reads best (its
+            effective length is under 20 tokens, Long-CLIP), and 75 frames fit.
         text_temp_fusion (`str`):
             `"residual"`: video embedding = mean of frame embeddings + gate · TextTemp output, the gate a learnable
             scalar starting at `text_temp_gate_init`. `"replace"`: the TextTemp output alone.
