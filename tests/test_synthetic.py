@@ -468,7 +468,8 @@ def test_tiny_clip_text_embedding_ignores_padding(tiny_clip):
 
 def test_pretraining_captions_never_reach_text_position_17(tiny_clip):
     """docs/methods/tfvl.md: the tiny CLIP was pretrained on still captions only, so its text positions from 17 on
-    never held a word; TextTemp's frame words behind 16 prompts sat at positions 17-28."""
+    never held a word. TextTemp's frame words sat at positions 17-28 behind 16 prompts and at 5-16 behind 4, which did
+    no better: the distance was not what 16 prompts cost."""
     _, tokenizer = tiny_clip
     longest_place = max(POSITION_PHRASES.values(), key=lambda phrase: len(phrase.split()))
     # the longest still caption: a pair (its objects carry no size word) at the longest places
