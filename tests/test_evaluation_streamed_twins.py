@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from shard_fixtures import write_tar
+from train_fixtures import assert_same_metrics
 from transformers import AutoTokenizer, CLIPModel
 from video_fixtures import write_random_bytes
 
@@ -76,16 +77,6 @@ def _shards(assets, world: str, kind: str):
     return open_shards(assets.root / world / kind)  # written with --split test: the folder holds the test split
 
 
-def _assert_same(streamed, expected, where=()):
-    """Every number of `expected` (nested dicts) equals `streamed`'s, with the same keys."""
-    assert set(streamed) == set(expected), (where, sorted(streamed), sorted(expected))
-    for key, value in expected.items():
-        if isinstance(value, dict):
-            _assert_same(streamed[key], value, (*where, key))
-        else:
-            assert streamed[key] == pytest.approx(value, abs=1e-6), (*where, key)
-
-
 SCORED = ("text_to_video", "video_to_text", "twin_accuracy", "subsets", "num_videos", "num_captions", "failed_videos")
 
 
@@ -110,7 +101,7 @@ def test_a_streamed_split_scores_twins_per_kind_and_the_order_subset_as_its_mani
     assert len({k["accuracy"] for k in twins["per_kind"].values()}) > 1
 
     streamed = assets.evaluate(assets.model, _shards(assets, "clean", kind))
-    _assert_same({k: streamed[k] for k in SCORED}, {k: expected[k] for k in SCORED})
+    assert_same_metrics({k: streamed[k] for k in SCORED}, {k: expected[k] for k in SCORED})
     rows = assets.evaluate.last_encoded["rows"]
     by_id = {row["video_id"]: row for row in load_manifest(assets.manifests["clean"], split="test")}
     for row in rows:  # each caption carries its own video's values, with their JSON types
@@ -129,7 +120,7 @@ def test_a_failed_video_keeps_its_metadata_in_a_streamed_split(assets, manifest_
     assert expected["twin_accuracy"]["num_queries"] == clean["num_queries"] - 2
 
     streamed = assets.evaluate(assets.model, _shards(assets, "broken", kind))
-    _assert_same({k: streamed[k] for k in SCORED}, {k: expected[k] for k in SCORED})
+    assert_same_metrics({k: streamed[k] for k in SCORED}, {k: expected[k] for k in SCORED})
     (failure,) = streamed["data_errors"]["unreadable_videos"]
     broken = assets.broken_twin
     assert failure.endswith(f"#{broken['video_id']}")

@@ -20,7 +20,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import EXAMPLES, REPO, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import (
+    EXAMPLES,
+    REPO,
+    WORLD,
+    assert_same_metrics,
+    base_argv,
+    load_script,
+    write_tiny_clip,
+    write_tiny_world,
+)  # fmt: skip
 
 from peft_video.cli import main as cli_main
 
@@ -111,6 +120,11 @@ def test_streamed_evaluation_counts_each_video_once_with_the_manifest_numbers(
     for direction in ("text_to_video", "video_to_text"):
         for key, value in expected["metrics"][direction].items():
             assert streamed["metrics"][direction][key] == pytest.approx(value, abs=1e-6), (source, direction, key)
+    # twin accuracy (per kind, with n) and the order subset, from the metadata the shards carry
+    twins = expected["metrics"]["twin_accuracy"]
+    assert twins["num_queries"] > 0 and twins["per_kind"] and "is_order_sensitive" in expected["metrics"]["subsets"]
+    for name in ("twin_accuracy", "subsets"):
+        assert_same_metrics(streamed["metrics"][name], expected["metrics"][name], (source, name))
     assert streamed["video_to_text_protocol"] == "collaborative_experts"
     assert Path(streamed["gallery"]).stat().st_size > 1000  # the worst captions' picture, from a stream too
 
