@@ -140,6 +140,17 @@ def test_the_streamed_demo_config_runs_a_few_steps(train, assets, tmp_path):
     )
 
 
+def test_a_streamed_run_selects_on_twin_accuracy_from_the_shards_metadata(train, assets, tmp_path):
+    # demo_tfvl.yaml's criterion: before the shards carried their metadata, a stream refused it (no order_pair_id)
+    metric = "0.5*twin_accuracy + 0.5*text_to_video/R@1"
+    argv = streamed_argv(assets, tmp_path / "out", "--max_steps", "2", "--eval_steps", "2")
+    metrics = train.main(argv + ["--metric_for_best_model", metric])
+    validation, selection = metrics["validation"], metrics["selection"]
+    assert validation["twin_accuracy"]["num_queries"] > 0 and metrics["test"]["twin_accuracy"]["per_kind"]
+    expected = 0.5 * validation["twin_accuracy"]["accuracy"] + 0.5 * validation["text_to_video"]["R@1"]
+    assert selection["metric"] == metric and selection["best_value"] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
