@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     limits = {role: data_args.max_train_samples if role == "train" else data_args.max_eval_samples for role in roles}
     splits = {role: data_args.load_split(manifest, name, role, limits[role]) for role, name in roles.items()}
     protocol = video_to_text_protocol(data_args.video_to_text_protocol, dataset_name, splits["validation"])
-    selection = model_selection(args, data_args, columns=splits["validation"].column_names)
+    # a stream's columns are its raw samples' (key, video, ...): the metadata columns that twin accuracy and subsets
+    # read are known once it is evaluated, so the names are checked then (ModelSelection.resolve)
+    columns = None if streamed else splits["validation"].column_names
+    selection = model_selection(args, data_args, columns=columns)
     clip, base_name = load_base_model(model_args.model_name_or_path)
     tokenizer = load_tokenizer(model_args.tokenizer_name or base_name)
     model = build_model(

@@ -9,6 +9,7 @@ any split with it (`peft_video.selection.ModelSelection` reads the metric that s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -317,7 +318,10 @@ def encode_stream(
     captions, embedding) triples of all processes are gathered; a video id met twice (a caption-per-row source) is one
     video with the captions of both. Captions are then encoded sharded, as in `encode_split`. A failed video keeps its
     captions (they count as misses, as a failed file does in `encode_split`). Also returns `rows`: the split as a
-    caption-per-row `datasets.Dataset` (`video_id`, `caption`), ordered by video id, the order of the embeddings."""
+    caption-per-row `datasets.Dataset` (`video_id`, `caption`, then one column per field of the videos' metadata,
+    the `meta` of the raw samples: each caption gets its video's value, None where a video lacks the field), ordered
+    by video id, the order of the embeddings; `split_metrics` reads its twin, kind and subset columns from it as from
+    a manifest split's rows (`metadata_columns`)."""
     import datasets
     from accelerate.utils import gather_object
 
@@ -339,9 +343,9 @@ def encode_stream(
     errors, found = DataErrorSummary(), []
     for batch in _progress(loader, "encoding videos", show):
         errors.record_batch(batch)
-        for error in batch["errors"]:  # a failed video keeps its id and captions
+        for error in batch["errors"]:  # a failed video keeps its id, captions and metadata
             video_id, captions = error.get("video_id") or error["video"], list(error.get("captions", ()))
-            found.append((video_id, error["video"], captions, None))
+            found.append((video_id, error["video"], captions, None, error.get("meta")))
         if not batch["batch_size"]:
             continue
         with _autocast(accelerator):
@@ -349,13 +353,15 @@ def encode_stream(
                 pixel_values=batch["pixel_values"].to(device), video_mask=batch["video_mask"].to(device)
             ).pooler_output
         embeds = F.normalize(embeds.float(), dim=-1).cpu()
-        found += list(zip(batch["video_id"], batch["video"], batch["captions"], embeds))
+        metas = batch.get("meta") or [None] * len(embeds)
+        found += list(zip(batch["video_id"], batch["video"], batch["captions"], embeds, metas))
     if accelerator is not None and accelerator.num_processes > 1:
-        found = gather_object(found)
+        found = gather_object(found)  # pickled: the metadata dicts travel with their videos
     videos_by_id: dict[str, dict[str, Any]] = {}
-    for video_id, name, captions, embedding in sorted(found, key=lambda entry: (str(entry[0]), entry[1])):
-        video = videos_by_id.setdefault(str(video_id), {"name": name, "captions": [], "embedding": None})
+    for video_id, name, captions, embedding, meta in sorted(found, key=lambda entry: (str(entry[0]), entry[1])):
+        video = videos_by_id.setdefault(str(video_id), {"name": name, "captions": [], "metas": [], "embedding": None})
         video["captions"] += captions
+        video["metas"] += [meta] * len(captions)  # per caption: a video id met twice keeps each part's own
         if video["embedding"] is None:
             video["embedding"] = embedding
     if not any(video["embedding"] is not None for video in videos_by_id.values()):
@@ -367,6 +373,7 @@ def encode_stream(
     ])  # fmt: skip
     caption_to_video = [k for k, i in enumerate(ids) for _ in videos_by_id[i]["captions"]]
     captions = [c for i in ids for c in videos_by_id[i]["captions"]]
+    metas = [m for i in ids for m in videos_by_id[i]["metas"]]
     collator = VideoTextCollator(tokenizer, max_text_length=max_text_length)
     text_embeds, text_counts = _encode_captions(network, captions, collator, batch_size, accelerator, device, show)
     network.train(was_training)
@@ -382,8 +389,29 @@ def encode_stream(
         "video_valid": torch.tensor([videos_by_id[i]["embedding"] is not None for i in ids]),
         "index": VideoIndex(ids, [videos_by_id[i]["name"] for i in ids], caption_to_video, per_video),
         "errors": _gather_errors(errors, accelerator),
-        "rows": datasets.Dataset.from_dict({"video_id": [ids[v] for v in caption_to_video], "caption": captions}),
+        "rows": datasets.Dataset.from_dict(
+            {"video_id": [ids[v] for v in caption_to_video], "caption": captions, **metadata_columns(metas)}
+        ),
     }
+
+
+def metadata_columns(metas: Sequence[Mapping[str, Any] | None], reserved: Sequence[str] = ("video_id", "caption")):
+    """Columns (name -> one value per row) from per-row metadata dicts (None: no metadata), in first-seen order of
+    their fields; a row without a field gets None. Values keep their JSON types; a column whose values Arrow cannot
+    hold in one type (e.g. ints in some rows, strings in others) becomes strings (None kept). Fields named in
+    `reserved` are left out."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(name for meta in metas if meta for name in meta if name not in reserved))
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        values = [meta.get(name) if meta else None for meta in metas]
+        try:
+            pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            values = [None if v is None else v if isinstance(v, str) else json.dumps(v, default=str) for v in values]
+        columns[name] = values
+    return columns
 
 
 def retrieval_metrics_from_embeddings(

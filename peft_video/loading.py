@@ -94,11 +94,17 @@ class DataSourceArguments:
     )
     subset_columns: list[str] = dataclasses.field(
         default_factory=lambda: ["is_order_sensitive"],
-        metadata={"help": "Boolean manifest columns whose true rows also get their own metrics (if present)."},
+        metadata={
+            "help": "Boolean manifest columns whose true rows also get their own metrics (if present; a streamed "
+            "split: fields of its videos' metadata)."
+        },
     )
     twin_column: str | None = dataclasses.field(
         default="order_pair_id",
-        metadata={"help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy."},
+        metadata={
+            "help": "Manifest column pairing twin videos (a video and its reverse): adds twin_accuracy (a streamed "
+            "split: a field of its videos' metadata)."
+        },
     )
     video_to_text_protocol: str = dataclasses.field(
         default="auto",
@@ -220,6 +226,7 @@ class DataSourceArguments:
         return dataset_samples(
             data, video_column=self.video_column, caption_column=self.caption_field or "caption",
             key_column=self.key_column, video_id_column=self.key_column, name=f"{self.hub_dataset}/{split}",
+            meta_column="meta",  # per-video metadata when the dataset has it (`peft-video shard`'s Parquet files)
         )  # fmt: skip
 
 

@@ -3,7 +3,7 @@ each, on the tiny offline world written as shards with `peft-video shard`, plus 
 training video: each sample reaches exactly one process once per epoch, also across a stop and a resume from the
 per-process stream states; the end-of-run report and metrics.json name the bad videos whichever process read them
 (issue 11.15); evaluate.py on a streamed split counts each video once, with the numbers of one process on the
-manifest."""
+manifest, twin accuracy per kind and the order subset included (the videos' metadata crosses gather_object)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 from collections import Counter
 
 import pytest
-from train_fixtures import WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import WORLD, assert_same_metrics, base_argv, load_script, write_tiny_clip, write_tiny_world
 from train_fixtures import launch_two_processes as launch
 from video_fixtures import write_partly_decodable, write_random_bytes
 
@@ -98,3 +98,7 @@ def test_two_process_streamed_evaluation_counts_each_video_once(assets):
     for direction in ("text_to_video", "video_to_text"):
         for key, value in one["metrics"][direction].items():
             assert two["metrics"][direction][key] == pytest.approx(value, abs=1e-6), (direction, key)
+    # the videos' metadata survives gather_object: twin accuracy per kind and the order subset as on the manifest
+    assert one["metrics"]["twin_accuracy"]["num_queries"] > 0 and one["metrics"]["twin_accuracy"]["per_kind"]
+    for name in ("twin_accuracy", "subsets"):
+        assert_same_metrics(two["metrics"][name], one["metrics"][name], (name,))

@@ -20,7 +20,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import EXAMPLES, REPO, WORLD, base_argv, load_script, write_tiny_clip, write_tiny_world
+from train_fixtures import (
+    EXAMPLES,
+    REPO,
+    WORLD,
+    assert_same_metrics,
+    base_argv,
+    load_script,
+    write_tiny_clip,
+    write_tiny_world,
+)  # fmt: skip
 
 from peft_video.cli import main as cli_main
 
@@ -111,6 +120,11 @@ def test_streamed_evaluation_counts_each_video_once_with_the_manifest_numbers(
     for direction in ("text_to_video", "video_to_text"):
         for key, value in expected["metrics"][direction].items():
             assert streamed["metrics"][direction][key] == pytest.approx(value, abs=1e-6), (source, direction, key)
+    # twin accuracy (per kind, with n) and the order subset, from the metadata the shards carry
+    twins = expected["metrics"]["twin_accuracy"]
+    assert twins["num_queries"] > 0 and twins["per_kind"] and "is_order_sensitive" in expected["metrics"]["subsets"]
+    for name in ("twin_accuracy", "subsets"):
+        assert_same_metrics(streamed["metrics"][name], expected["metrics"][name], (source, name))
     assert streamed["video_to_text_protocol"] == "collaborative_experts"
     assert Path(streamed["gallery"]).stat().st_size > 1000  # the worst captions' picture, from a stream too
 
@@ -124,6 +138,17 @@ def test_the_streamed_demo_config_runs_a_few_steps(train, assets, tmp_path):
     assert (
         metrics["steps"] == 2 and metrics["dataset"] == "webdataset" and (out / "adapter_model.safetensors").is_file()
     )
+
+
+def test_a_streamed_run_selects_on_twin_accuracy_from_the_shards_metadata(train, assets, tmp_path):
+    # demo_tfvl.yaml's criterion: before the shards carried their metadata, a stream refused it (no order_pair_id)
+    metric = "0.5*twin_accuracy + 0.5*text_to_video/R@1"
+    argv = streamed_argv(assets, tmp_path / "out", "--max_steps", "2", "--eval_steps", "2")
+    metrics = train.main(argv + ["--metric_for_best_model", metric])
+    validation, selection = metrics["validation"], metrics["selection"]
+    assert validation["twin_accuracy"]["num_queries"] > 0 and metrics["test"]["twin_accuracy"]["per_kind"]
+    expected = 0.5 * validation["twin_accuracy"]["accuracy"] + 0.5 * validation["text_to_video"]["R@1"]
+    assert selection["metric"] == metric and selection["best_value"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

@@ -147,3 +147,15 @@ def recording_hub_uploads():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(huggingface_hub, "HfApi", FakeHubApi)
         yield FakeHubApi.uploads
+
+
+def assert_same_metrics(actual: dict, expected: dict, where: tuple = ()) -> None:
+    """Nested metric dicts with the same keys and the same values (numbers within 1e-6); `where` names the path."""
+    import pytest
+
+    assert set(actual) == set(expected), (where, sorted(actual), sorted(expected))
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert_same_metrics(actual[key], value, (*where, key))
+        else:
+            assert actual[key] == pytest.approx(value, abs=1e-6), (*where, key)

@@ -21,6 +21,8 @@ class VideoTextCollator:
     (`on_error="skip"`) are dropped and listed under `errors` as `{"video", "reason"}` dicts; a batch whose samples all
     failed has `batch_size == 0` and no tensors (`DataErrorSummary.track` skips it). Partly decodable videos used as
     shorter videos are listed under `partial_videos` as `{"video", "decoded_frames", "announced_frames"}` dicts.
+    Streamed samples (`StreamingVideoTextDataset`) also give `captions`, `meta` (each video's metadata dict or None),
+    `key` and `shard` lists, and their failures' entries carry `key`, `shard`, `video_id`, `captions` and `meta`.
 
     Args:
         tokenizer: A CLIP tokenizer (anything callable like a Hugging Face tokenizer); None leaves text out.
@@ -48,7 +50,7 @@ class VideoTextCollator:
         batch["video_id"] = [s["video_id"] for s in good]
         batch["caption"] = [s["caption"] for s in good]
         batch["video"] = [s["video"] for s in good]
-        for name in ("captions", "key", "shard"):  # streamed samples (StreamingVideoTextDataset)
+        for name in ("captions", "meta", "key", "shard"):  # streamed samples (StreamingVideoTextDataset)
             if name in good[0]:
                 batch[name] = [s[name] for s in good]
         if self.tokenizer is not None:

@@ -10,11 +10,12 @@ Sources:
   `Dataset` (made iterable with `to_iterable_dataset`), whose video column holds `Video(decode=False)` values, bytes or
   paths.
 
-Every source yields the same rows (`SAMPLE_FEATURES`): `key`, `shard`, `video` (bytes, or None), `path` (a file path
-when the source holds paths instead of bytes), `captions` (one or several), `video_id`, and `error`, which names what
-is wrong with a sample the reader could not make whole (a shard that ends mid-member, a member without a caption, a
-caption without a video, unreadable JSON, a shard that cannot be opened). The reader never raises on bad data: the
-stream dataset decides what to do with `error` rows (`on_error`), and the rest of the shard is read on.
+Every source yields the same rows (`sample_features()`): `key`, `shard`, `video` (bytes, or None), `path` (a file
+path when the source holds paths instead of bytes), `captions` (one or several), `video_id`, `meta` (the video's other
+fields as a JSON object text, or None; see below), and `error`, which names what is wrong with a sample the reader
+could not make whole (a shard that ends mid-member, a member without a caption, a caption without a video, unreadable
+JSON, a shard that cannot be opened). The reader never raises on bad data: the stream dataset decides what to do with
+`error` rows (`on_error`), and the rest of the shard is read on.
 
 Why the tar reader is ours and not `load_dataset("webdataset", streaming=True)`: measured with datasets 5.2, that
 builder (1) infers the columns from the first five samples and refuses the whole dataset when one of them lacks a
@@ -24,6 +25,14 @@ which decodes with torchcodec. Sharding, the split across processes and DataLoad
 position stay `datasets`' (`IterableDataset.from_generator` with the shard list as generator argument); only the tar
 parsing is here. A `load_dataset("webdataset", ...)` stream with explicit `features` still works through
 `dataset_samples(ds, video_column="mp4", caption_column="txt", key_column="__key__", shard_column="__url__")`.
+
+Per-video metadata (`meta`): what `peft-video shard` stored besides the video and its captions, i.e. the manifest's
+other columns (the offline world's `kind`, `order_pair_id`, `is_order_sensitive`, ...; `preprocess` when re-encoded),
+so that an evaluation of a streamed split reports twin accuracy and subsets as one of the manifest does. Read from a
+WebDataset sample's `.json` member (every field except `video_id`, `captions`, `caption` and `split`, which the
+writer puts there itself; for foreign shards, e.g. video2dataset's, its other fields: `url`, `status`, ...), from a
+Parquet / `datasets` column holding a JSON object text or a struct (`meta_column`; the writer's `meta`), else None.
+JSON types are kept (a bool stays a bool). Kept on `error` rows too, so a video that fails keeps its metadata.
 """
 
 from __future__ import annotations
@@ -59,12 +68,19 @@ def sample_features():
             "path": datasets.Value("string"),
             "captions": datasets.List(datasets.Value("string")),
             "video_id": datasets.Value("string"),
+            "meta": datasets.Value("string"),
             "error": datasets.Value("string"),
         }
     )
 
 
-def _row(key: str, shard: str, *, video=None, path=None, captions=(), video_id=None, error=None) -> dict[str, Any]:
+META_EXCLUDED_JSON_FIELDS = ("video_id", "captions", "caption", "split")
+"""Fields of a WebDataset `.json` member that are not per-video metadata (the writer's own; see the module doc)."""
+
+
+def _row(
+    key: str, shard: str, *, video=None, path=None, captions=(), video_id=None, meta=None, error=None
+) -> dict[str, Any]:
     return {
         "key": key,
         "shard": shard,
@@ -72,8 +88,20 @@ def _row(key: str, shard: str, *, video=None, path=None, captions=(), video_id=N
         "path": path,
         "captions": list(captions),
         "video_id": video_id if video_id is not None else key,
+        "meta": json.dumps(meta, ensure_ascii=False, default=str) if meta else None,
         "error": error,
     }
+
+
+def parse_meta(value: Any) -> dict[str, Any] | None:
+    """A raw sample's `meta` (a JSON object text, or already a dict) as a dict; None when absent, not an object or not
+    JSON."""
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+    return dict(value) if isinstance(value, dict) and value else None
 
 
 # ---------------------------------------------------------------------------------------------------- shard lists
@@ -200,6 +228,13 @@ class _Members:
         value = _lookup(data, "video_id")
         return None if value is None else str(value)
 
+    def meta(self) -> dict[str, Any] | None:
+        """The `.json` member's fields other than `META_EXCLUDED_JSON_FIELDS` (None without a JSON object)."""
+        data = self.json() if "json" in self.members else None
+        if not isinstance(data, dict):
+            return None
+        return {k: v for k, v in data.items() if k not in META_EXCLUDED_JSON_FIELDS} or None
+
 
 # -------------------------------------------------------------------------------------------------------- tar shards
 
@@ -318,14 +353,17 @@ def _webdataset_row(
     try:
         captions = parsed.captions(caption_field)
         video_id = parsed.video_id()
+        meta = parsed.meta()
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         return _row(key, shard, error=f"unreadable caption member: {_short(err)}")
     found = ", ".join(sorted(members)) or "none"
     if video is None:
-        return _row(key, shard, captions=captions, video_id=video_id, error=f"no video member (members: {found})")
+        error = f"no video member (members: {found})"
+        return _row(key, shard, captions=captions, video_id=video_id, meta=meta, error=error)
     if not captions:
-        return _row(key, shard, video_id=video_id, error=f"no caption in {caption_field!r} (members: {found})")
-    return _row(key, shard, video=video, captions=captions, video_id=video_id)
+        error = f"no caption in {caption_field!r} (members: {found})"
+        return _row(key, shard, video_id=video_id, meta=meta, error=error)
+    return _row(key, shard, video=video, captions=captions, video_id=video_id, meta=meta)
 
 
 def _webdataset_generator(shards: list[str], caption_field: str, video_extensions: tuple[str, ...]):
@@ -388,21 +426,25 @@ def sample_from_record(
     caption_column: str,
     key_column: str | None,
     video_id_column: str | None,
+    meta_column: str | None = None,
 ) -> dict[str, Any]:
-    """A raw sample from one table row (Parquet record, `datasets` row)."""
+    """A raw sample from one table row (Parquet record, `datasets` row). `meta_column` holds the video's metadata as
+    a JSON object text (the writer's `meta`) or a struct; a value that is neither counts as no metadata."""
     key = record.get(key_column) if key_column else None
     key = fallback_key if key is None or str(key) == "" else str(key)
     video_id = record.get(video_id_column) if video_id_column else None
     video_id = None if video_id is None or str(video_id) == "" else str(video_id)
+    meta = parse_meta(record.get(meta_column)) if meta_column else None
     if video_column not in record:
-        return _row(key, shard, video_id=video_id, error=f"no column {video_column!r}")
+        return _row(key, shard, video_id=video_id, meta=meta, error=f"no column {video_column!r}")
     data, path = _video_value(record[video_column])
     captions = _as_captions(record[caption_column] if caption_column in record else _lookup(record, caption_column))
     if data is None and path is None:
-        return _row(key, shard, captions=captions, video_id=video_id, error=f"no video in column {video_column!r}")
+        error = f"no video in column {video_column!r}"
+        return _row(key, shard, captions=captions, video_id=video_id, meta=meta, error=error)
     if not captions:
-        return _row(key, shard, video_id=video_id, error=f"no caption in column {caption_column!r}")
-    return _row(key, shard, video=data, path=path, captions=captions, video_id=video_id)
+        return _row(key, shard, video_id=video_id, meta=meta, error=f"no caption in column {caption_column!r}")
+    return _row(key, shard, video=data, path=path, captions=captions, video_id=video_id, meta=meta)
 
 
 def iter_parquet_shard(
@@ -412,10 +454,12 @@ def iter_parquet_shard(
     caption_column: str = "captions",
     key_column: str | None = "key",
     video_id_column: str | None = "video_id",
+    meta_column: str | None = "meta",
     batch_size: int = 16,
 ) -> Iterator[dict[str, Any]]:
     """The rows of one Parquet file as raw samples, `batch_size` rows in memory at a time. A row without a key is
-    named `row<N>`. A file that cannot be opened, or breaks off, becomes an `error` row naming the shard and row."""
+    named `row<N>`. A file that cannot be opened, or breaks off, becomes an `error` row naming the shard and row.
+    `meta_column` (when the file has it): each video's metadata (`sample_from_record`)."""
     import pyarrow.parquet as pq
 
     row_number = 0
@@ -423,7 +467,8 @@ def iter_parquet_shard(
         with _open(shard) as handle:
             parquet = pq.ParquetFile(handle)
             names = set(parquet.schema_arrow.names)
-            wanted = [c for c in (video_column, caption_column, key_column, video_id_column) if c and c in names]
+            columns = (video_column, caption_column, key_column, video_id_column, meta_column)
+            wanted = list(dict.fromkeys(c for c in columns if c and c in names))
             if video_column not in names or caption_column not in names:
                 missing = [c for c in (video_column, caption_column) if c not in names]
                 yield _row("", shard, error=f"no column(s) {missing} in the Parquet file; it has {sorted(names)}")
@@ -438,6 +483,7 @@ def iter_parquet_shard(
                         caption_column=caption_column,
                         key_column=key_column if key_column in names else None,
                         video_id_column=video_id_column if video_id_column in names else None,
+                        meta_column=meta_column if meta_column in names else None,
                     )
                     row_number += 1
     except Exception as err:  # not Parquet, truncated, unreachable
@@ -457,9 +503,11 @@ def parquet_samples(
     caption_column: str = "captions",
     key_column: str | None = "key",
     video_id_column: str | None = "video_id",
+    meta_column: str | None = "meta",
 ):
     """A streamed `datasets.IterableDataset` of raw samples read from Parquet files with embedded video bytes (one
-    `datasets` shard per file). The caption column holds a string or a list of strings (several captions)."""
+    `datasets` shard per file). The caption column holds a string or a list of strings (several captions);
+    `meta_column` (used when present) each video's metadata as a JSON object text (the writer's `meta`) or a struct."""
     import datasets
 
     return datasets.IterableDataset.from_generator(
@@ -471,6 +519,7 @@ def parquet_samples(
             "caption_column": caption_column,
             "key_column": key_column,
             "video_id_column": video_id_column,
+            "meta_column": meta_column,
         },
     )
 
@@ -486,6 +535,7 @@ def dataset_samples(
     key_column: str | None = None,
     video_id_column: str | None = None,
     shard_column: str | None = None,
+    meta_column: str | None = None,
     name: str = "dataset",
     num_shards: int = 64,
 ):
@@ -498,7 +548,8 @@ def dataset_samples(
     `Dataset` is streamed with `to_iterable_dataset(num_shards)` (its rows are read lazily from the Arrow files, never
     all in memory). Errors name `shard_column`'s value (e.g. `__url__` of `load_dataset("webdataset")`) or `name`,
     and `key_column`'s value (e.g. `__key__`) or the row number in the reading worker's stream (pass a key column
-    for names that stay stable).
+    for names that stay stable). `meta_column`: a column of per-video metadata (a JSON object text, e.g. the
+    `meta` of `peft-video shard`'s Parquet files, or a struct); None: no metadata.
     """
     import datasets
 
@@ -519,6 +570,7 @@ def dataset_samples(
         caption_column=caption_column,
         key_column=key_column,
         video_id_column=video_id_column,
+        meta_column=meta_column if meta_column in dataset.column_names else None,
     )
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names, features=sample_features())
 

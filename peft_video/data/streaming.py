@@ -32,6 +32,10 @@ Captions: every item carries all of its video's `captions`; `caption` is one of 
 (`caption_choice="random"`: each epoch may pair the video with a different caption, as X-Pool trains on MSR-VTT) or
 the first one (`"first"`, the default for evaluation, which uses `captions`).
 
+Metadata: every item carries `meta`, its video's metadata (`peft_video.data.shards`: the manifest's other columns
+as `peft-video shard` stored them) as a dict, or None; a failed sample keeps it too (`FailedStreamSample.meta`), so
+an evaluation knows the twins and subsets of a video that failed.
+
 Bad samples (the reader's `error` rows, bytes that are not a video, a decoder hang or crash) follow `on_error` like
 `VideoTextDataset`: `"skip"` yields a `FailedSample` named `<shard>#<key>` (the collator lists it in
 `batch["errors"]`), `"raise"` raises `VideoDecodeError` with that name. The rest of the shard is read on.
@@ -42,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -54,6 +58,7 @@ from .decoding import DecodedVideo, VideoBytes, decode_frames, sample_name
 from .errors import VideoDecodeError
 from .isolation import IsolatedDecoder
 from .sampling import FrameSampling
+from .shards import parse_meta
 from .transforms import ClipFrameTransform
 
 logger = logging.getLogger(__name__)
@@ -67,18 +72,23 @@ too, which the state cannot check: the stream position is an index into this pro
 
 @dataclass(frozen=True)
 class FailedStreamSample(FailedSample):
-    """A `FailedSample` from a stream: `video` is `<shard>#<key>`; it also keeps the sample's `video_id` and
-    `captions` (an evaluation counts the captions of a video that failed as misses instead of dropping them)."""
+    """A `FailedSample` from a stream: `video` is `<shard>#<key>`; it also keeps the sample's `video_id`, `captions`
+    and `meta` (an evaluation counts the captions of a video that failed as misses instead of dropping them, with the
+    video's metadata)."""
 
     key: str = ""
     shard: str = ""
     video_id: str = ""
     captions: tuple[str, ...] = ()
+    meta: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
     @property
     def details(self) -> dict[str, Any]:
         """Extra fields for the collator's `batch["errors"]` entries."""
-        return {"key": self.key, "shard": self.shard, "video_id": self.video_id, "captions": list(self.captions)}
+        return {
+            "key": self.key, "shard": self.shard, "video_id": self.video_id, "captions": list(self.captions),
+            "meta": self.meta,
+        }  # fmt: skip
 
 
 def stable_seed(*parts: Any) -> int:
@@ -298,7 +308,10 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
             logger.warning("skipping sample %s: %s", err.path, err.reason)
             video_id = row.get("video_id") or row["key"]
             captions = tuple(row.get("captions") or ())
-            return FailedStreamSample(err.path or name, err.reason, -1, row["key"], row["shard"], video_id, captions)
+            meta = parse_meta(row.get("meta"))
+            return FailedStreamSample(
+                err.path or name, err.reason, -1, row["key"], row["shard"], video_id, captions, meta
+            )
 
     def load(self, row: dict[str, Any], epoch: int | None = None) -> dict[str, Any]:
         """Decode one raw sample; raises `VideoDecodeError` named `<shard>#<key>` when it cannot be loaded."""
@@ -326,6 +339,7 @@ class StreamingVideoTextDataset(torch.utils.data.IterableDataset):
                 "video_id": row.get("video_id") or row["key"],
                 "caption": caption,
                 "captions": captions,
+                "meta": parse_meta(row.get("meta")),
                 "video": name,
                 "key": row["key"],
                 "shard": row["shard"],
