@@ -95,10 +95,7 @@ def test_two_process_streamed_evaluation_counts_each_video_once(assets):
     )
     assert two["num_processes"] == 2 and one["num_processes"] == 1
     assert two["metrics"]["num_videos"] == two["metrics"]["num_captions"] == WORLD["world_num_test"]
-    for direction in ("text_to_video", "video_to_text"):
-        for key, value in one["metrics"][direction].items():
-            assert two["metrics"][direction][key] == pytest.approx(value, abs=1e-6), (direction, key)
     # the videos' metadata survives gather_object: twin accuracy per kind and the order subset as on the manifest
     assert one["metrics"]["twin_accuracy"]["num_queries"] > 0 and one["metrics"]["twin_accuracy"]["per_kind"]
-    for name in ("twin_accuracy", "subsets"):
+    for name in ("text_to_video", "video_to_text", "twin_accuracy", "subsets"):
         assert_same_metrics(two["metrics"][name], one["metrics"][name], (name,))

@@ -117,13 +117,10 @@ def test_streamed_evaluation_counts_each_video_once_with_the_manifest_numbers(
     output = ["--output_file", str(assets.root / f"{source}.json")]
     streamed, expected = evaluate.main(eval_argv(streamed_run) + data + output), manifest_numbers
     assert streamed["metrics"]["num_videos"] == streamed["metrics"]["num_captions"] == WORLD["world_num_test"]
-    for direction in ("text_to_video", "video_to_text"):
-        for key, value in expected["metrics"][direction].items():
-            assert streamed["metrics"][direction][key] == pytest.approx(value, abs=1e-6), (source, direction, key)
-    # twin accuracy (per kind, with n) and the order subset, from the metadata the shards carry
+    # twin accuracy (per kind, with n) and the order subset come from the metadata the shards carry
     twins = expected["metrics"]["twin_accuracy"]
     assert twins["num_queries"] > 0 and twins["per_kind"] and "is_order_sensitive" in expected["metrics"]["subsets"]
-    for name in ("twin_accuracy", "subsets"):
+    for name in ("text_to_video", "video_to_text", "twin_accuracy", "subsets"):
         assert_same_metrics(streamed["metrics"][name], expected["metrics"][name], (source, name))
     assert streamed["video_to_text_protocol"] == "collaborative_experts"
     assert Path(streamed["gallery"]).stat().st_size > 1000  # the worst captions' picture, from a stream too
